@@ -1,0 +1,62 @@
+/**
+ * protocol/: the wire contract of handoff protocol v1 (gptme-voice compatible). Pure: no network,
+ * no spool.
+ */
+export { ERROR_CODES, HandoffError, isErrorCode, toHandoffError, VERIFY_CODES } from './errors.js';
+export type { ErrorCode, VerifyCode } from './errors.js';
+export {
+  canonicalJson,
+  compareCodePoints,
+  decodeText,
+  fromJs,
+  isJsonObject,
+  JsonNumber,
+  MAX_DEPTH,
+  parseJson,
+  parseJsonDocument,
+  pythonFloatRepr,
+  pythonNumber,
+  pythonString,
+  toJs,
+} from './json.js';
+export type { JsonDocument, JsonObject, JsonValue, Span } from './json.js';
+export {
+  AGENT_NAME_RE,
+  assertSafeId,
+  CALLER_HASH_RE,
+  CHANNELS,
+  checkPayloadTree,
+  E164_RE,
+  expiresAtMs,
+  HANDOFF_ID_RE,
+  isExpired,
+  isSafeId,
+  parsePayload,
+  PayloadSchema,
+  PRIORITIES,
+  PROTOCOL_VERSION,
+  sanitizeId,
+} from './payload.js';
+export type { Consent, ParsedPayload, PayloadDocument, TranscriptEntry } from './payload.js';
+export {
+  buildPayload,
+  callerHash,
+  computeHmac,
+  DEFAULT_TTL_SEC,
+  signPayload,
+  verifyPayload,
+} from './sign.js';
+export type { BuildInput, SignedPayload, VerifyOptions, VerifyResult } from './sign.js';
+export {
+  generateSecret,
+  keyFilePath,
+  keyRingFromSecrets,
+  loadKeyRing,
+  MIN_SECRET_BYTES,
+  parseKeyText,
+  readKeyFile,
+  RECOMMENDED_SECRET_BYTES,
+  writeKeyFile,
+} from './keys.js';
+export type { KeyRing } from './keys.js';
+export { isoMillis, isoSeconds, parseIsoTime } from './time.js';

@@ -1,0 +1,176 @@
+/**
+ * Pair secrets (DESIGN.md §3.3): one file per peer, `<dir>/voice-handoff-<peer>.key`, the same
+ * secret on both sides. The secret is the file's text without its trailing newline, used as UTF-8
+ * bytes (as the reference reads it from an environment variable). Several lines are several
+ * accepted secrets during a rotation; the first one signs.
+ *
+ * A key file is refused when it is a symlink (it could be swapped to point anywhere), readable or
+ * writable by group or others, not a regular file, empty, or shorter than `MIN_SECRET_BYTES`.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { HandoffError } from './errors.js';
+import { AGENT_NAME_RE } from './payload.js';
+
+/** Secrets shorter than this are refused outright. */
+export const MIN_SECRET_BYTES = 16;
+/** Secrets shorter than this load with a warning. */
+export const RECOMMENDED_SECRET_BYTES = 32;
+
+const KEY_PREFIX = 'voice-handoff-';
+const KEY_SUFFIX = '.key';
+
+/** The secrets this agent shares with each peer. */
+export interface KeyRing {
+  /** Accepted secrets for `peer`, the signing one first; undefined for an unknown peer. */
+  secretsFor(peer: string): readonly Buffer[] | undefined;
+  peers(): string[];
+  /** Non-fatal findings (short secrets), safe to print: they never contain a secret. */
+  readonly warnings: readonly string[];
+}
+
+/** The conventional key file path for `peer` inside `dir`. */
+export function keyFilePath(dir: string, peer: string): string {
+  if (!AGENT_NAME_RE.test(peer)) throw new HandoffError('USAGE', `invalid peer name ${JSON.stringify(peer)}`);
+  return path.join(dir, `${KEY_PREFIX}${peer}${KEY_SUFFIX}`);
+}
+
+/** Splits key file text into secrets: one per line, the final newline ignored, CRLF tolerated. */
+export function parseKeyText(text: string, where: string): { secrets: Buffer[]; warnings: string[] } {
+  const body = text.endsWith('\n') ? text.slice(0, -1) : text;
+  if (body.length === 0) throw new HandoffError('KEY_FILE', `${where}: key file is empty`);
+  const warnings: string[] = [];
+  const secrets = body.split('\n').map((line, i) => {
+    const secret = Buffer.from(line.endsWith('\r') ? line.slice(0, -1) : line, 'utf8');
+    const label = `${where} line ${i + 1}`;
+    if (secret.length === 0) throw new HandoffError('KEY_FILE', `${label}: empty secret`);
+    if (secret.length < MIN_SECRET_BYTES) {
+      throw new HandoffError('KEY_FILE', `${label}: secret is ${secret.length} bytes; at least ${MIN_SECRET_BYTES} required`);
+    }
+    if (secret.length < RECOMMENDED_SECRET_BYTES) {
+      warnings.push(`${label}: secret is ${secret.length} bytes; ${RECOMMENDED_SECRET_BYTES} or more recommended`);
+    }
+    return secret;
+  });
+  return { secrets, warnings };
+}
+
+/**
+ * Reads one key file with the safety checks of §3.3.
+ * @throws HandoffError KEY_FILE (missing, symlink, not a regular file, mode & 0o077, empty, short).
+ */
+export async function readKeyFile(file: string): Promise<{ secrets: Buffer[]; warnings: string[] }> {
+  let handle: fs.FileHandle;
+  try {
+    // O_NOFOLLOW closes the gap between a check and the open: a symlink fails the open itself.
+    handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    const why = code === 'ELOOP' ? 'is a symlink' : code === 'ENOENT' ? 'does not exist' : `cannot be opened (${code})`;
+    throw new HandoffError('KEY_FILE', `${file} ${why}`, { cause });
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new HandoffError('KEY_FILE', `${file} is not a regular file`);
+    if ((st.mode & 0o077) !== 0) {
+      const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+      throw new HandoffError('KEY_FILE', `${file} has mode ${mode}; others can read it (run chmod 600)`);
+    }
+    const text = await handle.readFile('utf8');
+    return parseKeyText(text, file);
+  } finally {
+    await handle.close();
+  }
+}
+
+class MapKeyRing implements KeyRing {
+  constructor(
+    private readonly map: ReadonlyMap<string, readonly Buffer[]>,
+    readonly warnings: readonly string[] = [],
+  ) {}
+
+  secretsFor(peer: string): readonly Buffer[] | undefined {
+    return this.map.get(peer);
+  }
+
+  peers(): string[] {
+    return [...this.map.keys()].sort();
+  }
+}
+
+/** A key ring from secrets held in memory (tests, the demo, library callers). */
+export function keyRingFromSecrets(secrets: Record<string, ReadonlyArray<string | Uint8Array>>): KeyRing {
+  const map = new Map<string, Buffer[]>();
+  for (const [peer, list] of Object.entries(secrets)) {
+    if (list.length === 0) throw new HandoffError('KEY_FILE', `no secret for peer ${peer}`);
+    map.set(peer, list.map((s) => (typeof s === 'string' ? Buffer.from(s, 'utf8') : Buffer.from(s))));
+  }
+  return new MapKeyRing(map);
+}
+
+/**
+ * Loads the key files of `peers` from `dir` (all `voice-handoff-*.key` files when omitted), so that
+ * a bad key file stops the program at start rather than at the first handoff.
+ * @throws HandoffError KEY_FILE for any unusable file or a missing directory.
+ */
+export async function loadKeyRing(dir: string, peers?: readonly string[]): Promise<KeyRing> {
+  let names = peers ? [...peers] : undefined;
+  if (!names) {
+    let entries: string[];
+    try {
+      entries = await fs.readdir(dir);
+    } catch (cause) {
+      throw new HandoffError('KEY_FILE', `cannot read key directory ${dir}`, { cause });
+    }
+    names = entries
+      .filter((f) => f.startsWith(KEY_PREFIX) && f.endsWith(KEY_SUFFIX))
+      .map((f) => f.slice(KEY_PREFIX.length, -KEY_SUFFIX.length))
+      .filter((peer) => AGENT_NAME_RE.test(peer));
+  }
+  const map = new Map<string, Buffer[]>();
+  const warnings: string[] = [];
+  for (const peer of names) {
+    const loaded = await readKeyFile(keyFilePath(dir, peer));
+    map.set(peer, loaded.secrets);
+    warnings.push(...loaded.warnings);
+  }
+  return new MapKeyRing(map, warnings);
+}
+
+/** A new random secret: 32 random bytes as base64url text (43 ASCII characters). */
+export function generateSecret(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/**
+ * Writes a key file with mode 0600, durably, refusing to overwrite an existing one.
+ * @throws HandoffError KEY_FILE when the file exists or the secret is unusable; IO on write errors.
+ */
+export async function writeKeyFile(file: string, secretText: string): Promise<void> {
+  parseKeyText(secretText, 'new secret');
+  await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(file, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw new HandoffError('KEY_FILE', `${file} already exists; refusing to overwrite it`, { cause });
+    throw new HandoffError('IO', `cannot create ${file} (${code})`, { cause });
+  }
+  try {
+    await handle.writeFile(secretText.endsWith('\n') ? secretText : `${secretText}\n`);
+    await handle.sync();
+  } catch (cause) {
+    throw new HandoffError('IO', `cannot write ${file}`, { cause });
+  } finally {
+    await handle.close();
+  }
+  const dirHandle = await fs.open(path.dirname(file), fsConstants.O_RDONLY);
+  try {
+    await dirHandle.sync();
+  } finally {
+    await dirHandle.close();
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * The spool's public contract: states, records and the operations the hub, the local-mode listener
+ * and the CLI use. The implementation lives in `spool.ts`; the on-disk format is specified in the
+ * header comment there.
+ */
+import type { ParsedPayload } from '../protocol/index.js';
+
+/** Handoff states; the values are the directory names under the spool root. */
+export const HANDOFF_STATES = Object.freeze({
+  pending: 'handoff',
+  claimed: 'claimed',
+  archived: 'archive',
+  rejected: 'rejected',
+} as const);
+
+export type HandoffState = keyof typeof HANDOFF_STATES;
+
+/** States a handoff never leaves. */
+export const TERMINAL_STATES: readonly HandoffState[] = Object.freeze(['archived', 'rejected']);
+
+/**
+ * The relay's own facts about a handoff, kept next to the original signed payload in every state
+ * after `pending` (snake_case: they are read with `cat` and `jq`).
+ */
+export interface RelayFacts {
+  state: HandoffState;
+  handoff_id: string;
+  from_agent: string;
+  to_agent: string;
+  received_at?: string;
+  claimed_by?: string;
+  claimed_at?: string;
+  lease_until?: string;
+  /** SHA-256 (hex) of the claim token; the token itself is only ever known to the claimer. */
+  claim_token_sha256?: string;
+  completed_at?: string;
+  outcome?: string;
+  final_transcript?: unknown[];
+  notes?: string;
+  rejected_at?: string;
+  reason?: string;
+  rejected_by?: string;
+  /** Set when recovery had to finish a transition that a crash interrupted. */
+  recovered?: boolean;
+}
+
+/** One handoff as the spool sees it. */
+export interface HandoffRecord {
+  id: string;
+  state: HandoffState;
+  /** The original payload text exactly as received (verifiable with the pair secret). */
+  payloadText: string;
+  payload: ParsedPayload;
+  relay: RelayFacts;
+  /** Absolute path of the file that holds it now. */
+  path: string;
+}
+
+/** What a successful claim returns to the claimer. */
+export interface Claim {
+  record: HandoffRecord;
+  /** The fencing token; required to complete, reject or renew this claim. */
+  token: string;
+  leaseUntil: string;
+}
+
+export interface PutResult {
+  record: HandoffRecord;
+  /** False when the same id with the same bytes was already stored (idempotent repeat). */
+  created: boolean;
+}
+
+export interface CompleteInput {
+  outcome: string;
+  finalTranscript?: unknown[];
+  notes?: string;
+}
+
+export interface RejectInput {
+  reason: string;
+  /** The agent rejecting (must be the payload's `to_agent`). */
+  by: string;
+  /** Required when the handoff is claimed: the claim token. */
+  token?: string;
+}
+
+/** Emitted after a transition is durable on disk (never before). */
+export interface TransitionEvent {
+  id: string;
+  from: HandoffState | null;
+  to: HandoffState;
+  fromAgent: string;
+  toAgent: string;
+  reason?: string;
+}
+
+export interface SweepResult {
+  expired: string[];
+  leaseExpired: string[];
+}
+
+export interface RecoveryReport {
+  tmpRemoved: number;
+  duplicatesResolved: number;
+  rolledForward: number;
+  adopted: number;
+}
+
+/** A pending handoff as listed for its target. */
+export interface PendingEntry {
+  id: string;
+  toAgent: string;
+  fromAgent: string;
+  expiresAt: string;
+  /** File name under `handoff/` (ours are `<id>.json`; the reference writes `<caller_hash>-<seq>.json`). */
+  fileName: string;
+}
+
+/**
+ * The operations of a spool. Every method that changes state resolves only after the change is
+ * durable (file and directories fsynced); any fsync/rename error rejects the promise.
+ *
+ * Errors (all `HandoffError`): INVALID_ID, SCHEMA, VERSION (bad payload on put), CONFLICT (same id,
+ * other bytes), NOT_FOUND, ALREADY_CLAIMED, EXPIRED (claim past `expires_at`), INVALID_STATE,
+ * FENCED (wrong claim token or lease over), IO.
+ */
+export interface SpoolApi {
+  readonly root: string;
+  /** Stores a signed payload (exact bytes) in `handoff/`; idempotent for identical bytes. */
+  put(raw: Uint8Array | string): Promise<PutResult>;
+  /** pending → claimed by `agent` (must be the payload's `to_agent`); exactly one winner. */
+  claim(id: string, agent: string): Promise<Claim>;
+  /** Extends the lease of a claim held with `token`. */
+  renew(id: string, token: string, leaseMs?: number): Promise<HandoffRecord>;
+  /** claimed → archived, by the claimer; idempotent for the same outcome. */
+  complete(id: string, token: string, input: CompleteInput): Promise<HandoffRecord>;
+  /** pending|claimed → rejected by the target; idempotent for the same reason. */
+  reject(id: string, input: RejectInput): Promise<HandoffRecord>;
+  /** The handoff in whatever state it is, or undefined. O(1) in the size of archive/. */
+  get(id: string): Promise<HandoffRecord | undefined>;
+  /** Pending handoffs for `agent` (all targets when omitted), oldest first. */
+  listPending(agent?: string): Promise<PendingEntry[]>;
+  /** Handoffs in one state (for `handoff list`); terminal states may be large. */
+  list(state: HandoffState): Promise<HandoffRecord[]>;
+  /** Moves pending handoffs past `expires_at` and claims past their lease to `rejected/`. */
+  sweep(nowMs?: number): Promise<SweepResult>;
+  /** Subscribes to durable transitions; returns the unsubscribe function. */
+  onTransition(listener: (event: TransitionEvent) => void): () => void;
+  close(): Promise<void>;
+}
