@@ -1,0 +1,12 @@
+/**
+ * The list of commands. Each module registers its options cheaply and loads heavy code inside its
+ * action, so `handoff --help` never loads hono, twilio or chokidar.
+ */
+import type { Command } from 'commander';
+import { register as keys } from './keys.js';
+import { register as verify } from './verify.js';
+
+export function registerCommands(program: Command): void {
+  verify(program);
+  keys(program);
+}

@@ -1,0 +1,49 @@
+/**
+ * How every command speaks: human-readable text by default, one JSON document (or JSON lines for
+ * streams) with `--json`, errors on stderr with their stable code. Only `main.ts` turns an error
+ * into an exit code.
+ */
+import { HandoffError, toHandoffError } from '../protocol/index.js';
+
+export interface OutputOptions {
+  json?: boolean;
+}
+
+/** Writes a command's result: `human(data)` as text, or `data` as one JSON document. */
+export function emit<T>(opts: OutputOptions, data: T, human: (data: T) => string): void {
+  if (opts.json) process.stdout.write(`${JSON.stringify(data)}\n`);
+  else {
+    const text = human(data);
+    if (text) process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+  }
+}
+
+/** Writes one line of a stream (poll, listen): a JSON line with `--json`, else text. */
+export function emitLine<T>(opts: OutputOptions, data: T, human: (data: T) => string): void {
+  emit(opts, data, human);
+}
+
+/** Prints an error to stderr in the chosen format and returns the exit code for it. */
+export function reportError(err: unknown, opts: OutputOptions): number {
+  if (err instanceof AlreadyReported) return err.error.exitCode;
+  const e = toHandoffError(err);
+  if (opts.json) process.stderr.write(`${JSON.stringify({ error: e.toJSON() })}\n`);
+  else process.stderr.write(`error [${e.code}]: ${e.message}\n`);
+  if (e.code === 'INTERNAL' && process.env.HANDOFF_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+  return e.exitCode;
+}
+
+/** A failed check that should end the command with `code`'s exit status after printing `message`. */
+export function fail(code: ConstructorParameters<typeof HandoffError>[0], message: string): never {
+  throw new HandoffError(code, message);
+}
+
+/**
+ * Ends a command with the exit code of `error` when the command has already printed its outcome
+ * (e.g. `verify` prints `SIGNATURE: …` as its result), so the error is not printed twice.
+ */
+export class AlreadyReported extends Error {
+  constructor(readonly error: HandoffError) {
+    super(error.message);
+  }
+}

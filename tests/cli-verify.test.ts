@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { ERROR_CODES, keyFilePath, writeKeyFile } from '../protocol/index.js';
+import { runCli } from './helpers/cli.js';
+import { tmpDir } from './helpers/tmp.js';
+import { loadVectors } from './helpers/vectors.js';
+
+test('handoff verify gives every reference vector its expected result and exit code', async (t) => {
+  const dir = await tmpDir(t);
+  const vectors = loadVectors();
+  const results = await Promise.all(
+    vectors.map(async (v) => {
+      const keys = path.join(dir, v.name);
+      await writeKeyFile(keyFilePath(keys, 'bob'), Buffer.from(v.secret_b64, 'base64').toString('utf8'));
+      const file = path.join(dir, `${v.name}.json`);
+      await writeFile(file, v.file_text);
+      return { v, r: await runCli(['verify', file, '--agent', v.listener_agent, '--keys', keys, '--at', v.validate_at, '--json']) };
+    }),
+  );
+  for (const { v, r } of results) {
+    const out = JSON.parse(r.stdout) as { valid: boolean; code?: string };
+    if (v.expect_valid) {
+      assert.equal(out.valid, true, `${v.name}: ${r.stdout}`);
+      assert.equal(r.code, 0);
+    } else {
+      assert.equal(out.code?.toLowerCase(), v.expect_reason_class, v.name);
+      assert.equal(r.code, ERROR_CODES[out.code as keyof typeof ERROR_CODES].exit, `${v.name} exits with its class's code`);
+    }
+  }
+});
+
+test('handoff verify prints "valid" for a good file and CODE: reason for a bad one', async (t) => {
+  const dir = await tmpDir(t);
+  const [v] = loadVectors();
+  assert.ok(v);
+  await writeKeyFile(keyFilePath(dir, 'bob'), Buffer.from(v.secret_b64, 'base64').toString('utf8'));
+  const file = path.join(dir, 'p.json');
+  await writeFile(file, v.file_text);
+  const ok = await runCli(['verify', file, '--agent', 'alice', '--keys', dir, '--at', v.validate_at]);
+  assert.equal(ok.stdout.trim(), 'valid');
+  const late = await runCli(['verify', file, '--agent', 'alice', '--keys', dir, '--at', '2030-01-01T00:00:00Z']);
+  assert.match(late.stdout.trim(), /^EXPIRED: handoff expired at/);
+  assert.equal(late.stderr, '', 'the outcome is printed once');
+  assert.equal(late.code, ERROR_CODES.EXPIRED.exit);
+  const noKey = await runCli(['verify', file, '--agent', 'alice', '--keys', path.join(dir, 'none'), '--at', v.validate_at]);
+  assert.match(noKey.stdout, /^ADDRESSING: no pair secret for peer bob/);
+  const badAt = await runCli(['verify', file, '--agent', 'alice', '--at', 'yesterday']);
+  assert.equal(badAt.code, ERROR_CODES.USAGE.exit);
+  assert.match(badAt.stderr, /^error \[USAGE\]: --at must be/);
+  const missing = await runCli(['verify', file]);
+  assert.equal(missing.code, ERROR_CODES.USAGE.exit, 'a missing required option is a usage error');
+  assert.match(missing.stderr, /--agent/);
+});
+
+test('handoff keys gen writes a 0600 file once and keys list checks it without printing it', async (t) => {
+  const dir = await tmpDir(t);
+  const gen = await runCli(['keys', 'gen', '--peer', 'alice', '--keys', dir]);
+  assert.equal(gen.code, 0, gen.stderr);
+  const file = keyFilePath(dir, 'alice');
+  const secret = (await readFile(file, 'utf8')).trim();
+  assert.equal(secret.length, 43);
+  const again = await runCli(['keys', 'gen', '--peer', 'alice', '--keys', dir]);
+  assert.equal(again.code, ERROR_CODES.KEY_FILE.exit);
+  assert.equal((await readFile(file, 'utf8')).trim(), secret, 'the existing secret is untouched');
+  const imp = await runCli(['keys', 'import', '--peer', 'carol', '--keys', dir], { input: 'carol-alice-shared-secret-0123456789\n' });
+  assert.equal(imp.code, 0, imp.stderr);
+  const list = await runCli(['keys', 'list', '--keys', dir, '--json']);
+  const rows = (JSON.parse(list.stdout) as { keys: Array<{ peer: string; ok: boolean; secrets: number }> }).keys;
+  assert.deepEqual(rows.map((r) => [r.peer, r.ok, r.secrets]), [['alice', true, 1], ['carol', true, 1]]);
+  assert.ok(!list.stdout.includes(secret), 'secrets are never printed');
+});
