@@ -1,0 +1,439 @@
+/**
+ * The agent listener: gets handoffs addressed to one agent, verifies, accepts, writes the
+ * bootstrap file, redials the caller (or messages them), follows the call and settles the handoff.
+ *
+ * Delivery of one handoff, each step journaled durably before the next (see `state.ts`):
+ *
+ *   verify ──bad──▶ reject with the typed code (security event, no content logged)
+ *     │ ok
+ *   accept ──lost race / expired──▶ nothing to do
+ *     │ token
+ *   journal "accepted" → bootstrap file → "bootstrapped"
+ *     │
+ *   voice: number? ──none/opted out──▶ reject no_number / opted_out
+ *          "dial_intent" → dial → "dialed" (sid) → follow → "call_ended"
+ *            connected → wait for the voice server to complete, else complete `connected`
+ *            otherwise → one fallback SMS ("sms_intent" → "sms_sent") → reject with the call's end
+ *   sms/whatsapp: "message_intent" → first message = resume hint → complete `messaged`
+ *
+ * A journal found in `dial_intent`, `sms_intent` or `message_intent` after a restart means the
+ * side effect may have happened: it is never repeated.
+ */
+import {
+  HandoffError,
+  isoMillis,
+  parseJsonDocument,
+  parsePayload,
+  toHandoffError,
+  verifyPayload,
+  isJsonObject,
+  type KeyRing,
+  type ParsedPayload,
+} from '../protocol/index.js';
+import { writeBootstrap } from './bootstrap.js';
+import { callEnd, type CallEnd, type CallInfo, type DialTarget, type Dialer } from './dialer.js';
+import { composeFallbackSms } from './sms.js';
+import type { DeliveryJournal, ListenerState } from './state.js';
+
+/** One pending handoff as a source delivers it: its id and the exact payload text. */
+export interface WorkItem {
+  id: string;
+  text: string;
+}
+
+/** Where handoffs come from and where their transitions go: the hub, or a local spool. */
+export interface WorkSource {
+  readonly kind: 'hub' | 'local';
+  /** Waits for pending handoffs for this agent; `[]` when nothing came in time. */
+  next(signal: AbortSignal): Promise<WorkItem[]>;
+  accept(id: string): Promise<{ token: string; leaseUntil: string }>;
+  renew(id: string, token: string): Promise<{ leaseUntil: string }>;
+  complete(id: string, token: string, outcome: string, notes?: string): Promise<void>;
+  /** Rejects a pending handoff (no token) or a claimed one (with the claim token). */
+  reject(id: string, reason: string, token?: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Structured logger (pino's shape). Never pass numbers, tokens or transcript text. */
+export interface Logger {
+  info(obj: Record<string, unknown>, msg?: string): void;
+  warn(obj: Record<string, unknown>, msg?: string): void;
+  error(obj: Record<string, unknown>, msg?: string): void;
+}
+
+/** Follows a call to its end; resolves with the final call, rejects on abort. */
+export type CallFollower = (sid: string, handoffId: string, signal: AbortSignal) => Promise<CallInfo>;
+
+export interface TelephonyOptions {
+  /** This agent's Twilio number (E.164). */
+  from: string;
+  target: DialTarget;
+  /** Speak the resume hint with `<Say>` before connecting (stream targets). */
+  leadIn: boolean;
+  ringTimeoutSec: number;
+  machineDetection: boolean;
+  /** Public URL of the listener's status-callback endpoint, when it has one. */
+  statusCallbackUrl?: string;
+  fallbackSms: boolean;
+  /** After a connected call ends, how long the voice server has to complete the handoff itself. */
+  completeAfterSec: number;
+}
+
+/** What the listener reports about each handoff it handles (for `--json` lines and tests). */
+export interface ListenerEvent {
+  at: string;
+  handoff_id: string;
+  event: 'refused' | 'accepted' | 'bootstrap_written' | 'dialed' | 'call_ended' | 'sms_sent' | 'messaged' | 'completed' | 'rejected' | 'skipped' | 'error';
+  code?: string;
+  detail?: string;
+}
+
+export interface ListenerOptions {
+  agent: string;
+  keys: KeyRing;
+  source: WorkSource;
+  dialer: Dialer;
+  state: ListenerState;
+  bootstrapDir: string;
+  telephony: TelephonyOptions;
+  /** The listener's contact list: caller hash → E.164 number. */
+  contacts: ReadonlyMap<string, string>;
+  followCall: CallFollower;
+  clock?: () => number;
+  logger: Logger;
+  onEvent?: (event: ListenerEvent) => void;
+  /** First and maximum back-off after a failed fetch (the hub is down or restarting). */
+  backoffMs?: { initial: number; max: number };
+}
+
+/** Sleeps `ms`, resolving early (without error) when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+const IDLE_REPOLL_MS = 250;
+const FAILED_RETRY_MS = 2000;
+
+/** Codes that mean "someone else settled this handoff": not an error of ours. */
+const SETTLED_ELSEWHERE = new Set(['ALREADY_CLAIMED', 'NOT_FOUND', 'EXPIRED', 'INVALID_STATE', 'FENCED']);
+
+export class Listener {
+  private readonly abort = new AbortController();
+  private readonly inFlight = new Map<string, Promise<void>>();
+  /** Handoffs whose delivery failed, and when they may be tried again. */
+  private readonly retryAfter = new Map<string, number>();
+  private readonly clock: () => number;
+  private loopPromise: Promise<void> | undefined;
+  private stopPromise: Promise<void> | undefined;
+
+  constructor(private readonly opts: ListenerOptions) {
+    if (!opts.agent) throw new HandoffError('CONFIG', 'listener needs an agent name');
+    if (!(opts.telephony.ringTimeoutSec > 0)) throw new HandoffError('CONFIG', 'ring timeout must be positive');
+    if (!(opts.telephony.completeAfterSec >= 0)) throw new HandoffError('CONFIG', 'completeAfterSec must be ≥ 0');
+    this.clock = opts.clock ?? Date.now;
+  }
+
+  /** Resumes unfinished deliveries from the journal, then starts fetching work. */
+  start(): void {
+    if (this.loopPromise) return;
+    for (const journal of this.opts.state.unfinished()) this.track(journal.handoff_id, () => this.deliver(journal));
+    this.loopPromise = this.loop();
+  }
+
+  /** Handles one item now (used by the loop and by tests). */
+  handle(item: WorkItem): Promise<void> {
+    return this.track(item.id, () => this.process(item));
+  }
+
+  /**
+   * Stops fetching, lets in-flight deliveries reach their next durable step (waits are aborted,
+   * side effects are not interrupted), and closes the source. Idempotent.
+   */
+  stop(): Promise<void> {
+    this.stopPromise ??= (async () => {
+      this.abort.abort();
+      await this.loopPromise;
+      await Promise.allSettled([...this.inFlight.values()]);
+      await this.opts.source.close();
+    })();
+    return this.stopPromise;
+  }
+
+  /** Resolves once the fetch loop and every in-flight delivery are idle (tests). */
+  async idle(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight.values()]);
+  }
+
+  private get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  private coolingDown(id: string): boolean {
+    const until = this.retryAfter.get(id);
+    if (until === undefined) return false;
+    if (this.clock() >= until) this.retryAfter.delete(id);
+    return this.clock() < until;
+  }
+
+  private track(id: string, work: () => Promise<void>): Promise<void> {
+    const existing = this.inFlight.get(id);
+    if (existing) return existing;
+    const p = work()
+      .catch((err: unknown) => {
+        const e = toHandoffError(err);
+        this.retryAfter.set(id, this.clock() + FAILED_RETRY_MS);
+        this.opts.logger.error({ handoff_id: id, code: e.code, err: e.message }, 'handoff delivery failed');
+        this.emit(id, 'error', e.code, e.message);
+      })
+      .finally(() => this.inFlight.delete(id));
+    this.inFlight.set(id, p);
+    return p;
+  }
+
+  private async loop(): Promise<void> {
+    const backoff = this.opts.backoffMs ?? { initial: 250, max: 10_000 };
+    let delay = backoff.initial;
+    while (!this.signal.aborted) {
+      try {
+        const items = await this.opts.source.next(this.signal);
+        delay = backoff.initial;
+        const fresh = items.filter((item) => !this.inFlight.has(item.id) && !this.coolingDown(item.id));
+        for (const item of fresh) void this.handle(item);
+        // The hub answers a poll at once while a handoff is pending, including one we are still
+        // accepting; pausing when nothing was new keeps that from becoming a busy loop.
+        if (items.length > 0 && fresh.length === 0) await sleep(IDLE_REPOLL_MS, this.signal);
+      } catch (err) {
+        if (this.signal.aborted) break;
+        const e = toHandoffError(err);
+        this.opts.logger.warn({ code: e.code, retry_in_ms: delay, err: e.message }, 'fetching handoffs failed; backing off');
+        await sleep(delay, this.signal);
+        // Full jitter keeps a fleet of listeners from reconnecting to a restarted hub in lockstep.
+        delay = Math.min(backoff.max, delay * 2) * (0.5 + Math.random() / 2);
+      }
+    }
+  }
+
+  private emit(id: string, event: ListenerEvent['event'], code?: string, detail?: string): void {
+    this.opts.onEvent?.({ at: isoMillis(this.clock()), handoff_id: id, event, code, detail });
+  }
+
+  private async process(item: WorkItem): Promise<void> {
+    const { agent, keys, state, source, logger } = this.opts;
+    if (state.get(item.id) && state.get(item.id)?.phase !== 'done') return this.deliver(state.get(item.id) as DeliveryJournal);
+    const verdict = verifyPayload(item.text, { agent, keys, nowMs: this.clock(), seen: (from, id) => state.seen(from, id) });
+    if (!verdict.ok) {
+      // A security event: the code and the ids only, never the content.
+      logger.warn({ security: true, handoff_id: item.id, from_agent: verdict.fromAgent, code: verdict.code }, 'handoff refused');
+      this.emit(item.id, 'refused', verdict.code, verdict.message);
+      await this.settle(() => source.reject(item.id, verdict.code));
+      return;
+    }
+    let acceptance: { token: string; leaseUntil: string };
+    try {
+      acceptance = await source.accept(item.id);
+    } catch (err) {
+      const e = toHandoffError(err);
+      if (!SETTLED_ELSEWHERE.has(e.code)) throw e;
+      logger.info({ handoff_id: item.id, code: e.code }, 'handoff not accepted');
+      this.emit(item.id, 'skipped', e.code);
+      return;
+    }
+    const now = isoMillis(this.clock());
+    const journal = await state.save({
+      handoff_id: item.id,
+      from_agent: verdict.payload.from_agent,
+      payload_text: verdict.text,
+      claim_token: acceptance.token,
+      lease_until: acceptance.leaseUntil,
+      accepted_at: now,
+      phase: 'accepted',
+      updated_at: now,
+    });
+    logger.info({ handoff_id: item.id, from_agent: verdict.payload.from_agent }, 'handoff accepted');
+    this.emit(item.id, 'accepted');
+    await this.deliver(journal);
+  }
+
+  /** Runs (or resumes) the delivery of an accepted handoff from its journaled phase. */
+  private async deliver(start: DeliveryJournal): Promise<void> {
+    const { state, source } = this.opts;
+    let journal = start;
+    const id = journal.handoff_id;
+    const payload = parsePayload(journal.payload_text).payload;
+    const now = () => isoMillis(this.clock());
+
+    if (journal.phase === 'accepted') {
+      const file = await writeBootstrap(this.opts.bootstrapDir, payload, Date.parse(journal.accepted_at));
+      journal = await state.advance(id, 'bootstrapped', {}, now());
+      this.emit(id, 'bootstrap_written', undefined, file);
+    }
+    const channel = payload.channel ?? 'voice';
+    if (channel !== 'voice') return this.deliverMessage(journal, payload, channel);
+
+    if (journal.phase === 'bootstrapped') {
+      const to = payload.callback_number ?? this.opts.contacts.get(payload.caller_hash);
+      if (to === undefined) return this.finish(journal, 'reject', 'no_number', 'no callback_number and the caller is not in the contact list');
+      if (state.isOptedOut(payload.caller_hash)) return this.finish(journal, 'reject', 'opted_out');
+      journal = await state.advance(id, 'dial_intent', {}, now());
+      try {
+        const t = this.opts.telephony;
+        const call = await this.opts.dialer.dial({
+          handoffId: id,
+          to,
+          from: t.from,
+          target: t.target,
+          leadIn: t.leadIn ? payload.resume_hint : undefined,
+          ringTimeoutSec: t.ringTimeoutSec,
+          machineDetection: t.machineDetection,
+          statusCallbackUrl: t.statusCallbackUrl,
+        });
+        journal = await state.advance(id, 'dialed', { call_sid: call.sid }, now());
+        this.emit(id, 'dialed', undefined, call.sid);
+      } catch (err) {
+        const e = toHandoffError(err);
+        if (e.code === 'OPTED_OUT') {
+          await state.markOptedOut(payload.caller_hash);
+          return this.finish(journal, 'reject', 'opted_out');
+        }
+        if (e.code === 'DIAL_UNCERTAIN') return this.finish(journal, 'reject', 'dial_uncertain', e.message);
+        journal = await state.advance(id, 'call_ended', { call_end: 'failed' }, now());
+        this.opts.logger.warn({ handoff_id: id, code: e.code, err: e.message }, 'call could not be placed');
+      }
+    }
+    if (journal.phase === 'dial_intent') {
+      // A crash between journaling the intent and recording the sid: a call may exist. Never redial.
+      return this.finish(journal, 'reject', 'dial_interrupted');
+    }
+    if (journal.phase === 'dialed') {
+      const info = await this.follow(journal);
+      if (!info) return; // stopping: resume after restart from "dialed"
+      const end = callEnd(info) ?? 'failed';
+      journal = await state.advance(id, 'call_ended', { call_end: end }, now());
+      this.emit(id, 'call_ended', end);
+    }
+    if (journal.phase === 'call_ended' && journal.call_end === 'connected') {
+      await sleep(this.opts.telephony.completeAfterSec * 1000, this.signal);
+      if (this.signal.aborted) return;
+      return this.finish(journal, 'complete', 'connected');
+    }
+    const end = (journal.call_end ?? 'failed') as CallEnd;
+    if (journal.phase === 'call_ended' && this.opts.telephony.fallbackSms) {
+      journal = await this.sendFallbackSms(journal, payload);
+    }
+    return this.finish(journal, 'reject', end);
+  }
+
+  private async sendFallbackSms(journal: DeliveryJournal, payload: ParsedPayload): Promise<DeliveryJournal> {
+    const { state } = this.opts;
+    const to = payload.callback_number ?? this.opts.contacts.get(payload.caller_hash);
+    if (to === undefined || state.isOptedOut(payload.caller_hash)) return journal;
+    const id = journal.handoff_id;
+    let next = await state.advance(id, 'sms_intent', {}, isoMillis(this.clock()));
+    try {
+      const body = composeFallbackSms({ agentName: this.opts.agent, reason: payload.reason, handedOverBy: payload.from_agent });
+      await this.opts.dialer.sendMessage({ handoffId: id, to, from: this.opts.telephony.from, body, channel: 'sms' });
+      next = await state.advance(id, 'sms_sent', {}, isoMillis(this.clock()));
+      this.emit(id, 'sms_sent');
+    } catch (err) {
+      const e = toHandoffError(err);
+      if (e.code === 'OPTED_OUT') await state.markOptedOut(payload.caller_hash);
+      this.opts.logger.warn({ handoff_id: id, code: e.code }, 'fallback SMS failed');
+    }
+    return next;
+  }
+
+  private async deliverMessage(journal: DeliveryJournal, payload: ParsedPayload, channel: 'sms' | 'whatsapp'): Promise<void> {
+    const { state } = this.opts;
+    const id = journal.handoff_id;
+    if (journal.phase === 'message_intent') return this.finish(journal, 'reject', 'message_interrupted');
+    const to = payload.callback_number ?? this.opts.contacts.get(payload.caller_hash);
+    if (to === undefined) return this.finish(journal, 'reject', 'no_number');
+    if (state.isOptedOut(payload.caller_hash)) return this.finish(journal, 'reject', 'opted_out');
+    const body = payload.resume_hint ?? `Hi, this is ${this.opts.agent}. ${payload.from_agent} passed me your conversation; how can I help?`;
+    const next = await state.advance(id, 'message_intent', {}, isoMillis(this.clock()));
+    try {
+      await this.opts.dialer.sendMessage({ handoffId: id, to, from: this.opts.telephony.from, body, channel });
+    } catch (err) {
+      const e = toHandoffError(err);
+      if (e.code === 'OPTED_OUT') {
+        await state.markOptedOut(payload.caller_hash);
+        return this.finish(next, 'reject', 'opted_out');
+      }
+      return this.finish(next, 'reject', e.code === 'DIAL_UNCERTAIN' ? 'message_uncertain' : 'message_failed', e.message);
+    }
+    this.emit(id, 'messaged', channel);
+    return this.finish(next, 'complete', 'messaged');
+  }
+
+  /** Follows the call, renewing the claim's lease while it runs; undefined when stopping. */
+  private async follow(journal: DeliveryJournal): Promise<CallInfo | undefined> {
+    const id = journal.handoff_id;
+    const sid = journal.call_sid as string;
+    const renewEveryMs = 60_000;
+    const renewals = new AbortController();
+    const onStop = () => renewals.abort();
+    this.signal.addEventListener('abort', onStop, { once: true });
+    const renewing = (async () => {
+      while (!renewals.signal.aborted) {
+        await sleep(renewEveryMs, renewals.signal);
+        if (renewals.signal.aborted) break;
+        try {
+          await this.opts.source.renew(id, journal.claim_token);
+        } catch (err) {
+          this.opts.logger.warn({ handoff_id: id, code: toHandoffError(err).code }, 'lease renewal failed');
+        }
+      }
+    })();
+    try {
+      return await this.opts.followCall(sid, id, this.signal);
+    } catch (err) {
+      if (this.signal.aborted) return undefined;
+      throw err;
+    } finally {
+      renewals.abort();
+      this.signal.removeEventListener('abort', onStop);
+      await renewing;
+    }
+  }
+
+  private async finish(journal: DeliveryJournal, how: 'complete' | 'reject', outcome: string, detail?: string): Promise<void> {
+    const { source, state, logger } = this.opts;
+    const id = journal.handoff_id;
+    await this.settle(() =>
+      how === 'complete' ? source.complete(id, journal.claim_token, outcome) : source.reject(id, outcome, journal.claim_token),
+    );
+    await state.advance(id, 'done', { outcome, finished_at: isoMillis(this.clock()) }, isoMillis(this.clock()));
+    logger.info({ handoff_id: id, outcome, how }, how === 'complete' ? 'handoff completed' : 'handoff rejected');
+    this.emit(id, how === 'complete' ? 'completed' : 'rejected', outcome, detail);
+  }
+
+  /** Runs a transition; "already settled elsewhere" (e.g. the voice server completed it) is fine. */
+  private async settle(op: () => Promise<void>): Promise<void> {
+    try {
+      await op();
+    } catch (err) {
+      const e = toHandoffError(err);
+      if (!SETTLED_ELSEWHERE.has(e.code)) throw e;
+    }
+  }
+}
+
+/** The handoff id of a payload text, if it has a readable one (for sources that get bare texts). */
+export function handoffIdOf(text: string | Uint8Array): string | undefined {
+  try {
+    const value = parseJsonDocument(text).value;
+    const id = isJsonObject(value) ? value.handoff_id : undefined;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,250 @@
+import assert from 'node:assert/strict';
+import { readFile, readdir } from 'node:fs/promises';
+import * as path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { bootstrapPath, readBootstrap } from '../agent-listener/bootstrap.js';
+import { Listener, type ListenerOptions } from '../agent-listener/listener.js';
+import { ListenerState } from '../agent-listener/state.js';
+import { buildPayload, callerHash, HandoffError, keyRingFromSecrets, type BuildInput } from '../protocol/index.js';
+import { captureLogger, eventLog, FakeDialer, FakeSource } from './helpers/fakes.js';
+import { tmpDir } from './helpers/tmp.js';
+
+const SECRET = 'bob-alice-pair-secret-0123456789abcdef';
+const CALLER = '+15551234567';
+const NOW = Date.parse('2026-11-22T10:00:00Z');
+
+function payload(overrides: Partial<BuildInput> = {}) {
+  return buildPayload(
+    {
+      from: 'bob',
+      to: 'alice',
+      callerId: CALLER,
+      reason: 'scheduling_capability',
+      transcript: [
+        { role: 'user', text: 'Can Alice set up a weekly standup with Patrik?' },
+        { role: 'assistant', text: "Sure, I'll hand you to Alice." },
+      ],
+      resumeHint: "Bob passed me context about Patrik's standup — what cadence did you have in mind?",
+      summary: 'Caller wants a weekly standup with Patrik.',
+      pendingActions: [{ kind: 'schedule_meeting', with: 'Patrik' }],
+      ...overrides,
+    },
+    SECRET,
+    NOW,
+  );
+}
+
+async function setup(t: TestContext, extra: Partial<ListenerOptions> = {}) {
+  const dir = await tmpDir(t);
+  const source = new FakeSource();
+  const dialer = new FakeDialer();
+  const logger = captureLogger();
+  const { events, onEvent } = eventLog();
+  const stateDir = path.join(dir, 'state');
+  const bootstrapDir = path.join(dir, 'voice-state', 'handoffs');
+  let clock = NOW + 1000;
+  const make = async () =>
+    new Listener({
+      agent: 'alice',
+      keys: keyRingFromSecrets({ bob: [SECRET] }),
+      source,
+      dialer,
+      state: await ListenerState.open(stateDir),
+      bootstrapDir,
+      telephony: {
+        from: '+15550001111',
+        target: { kind: 'stream', url: 'wss://alice.example.com/twilio' },
+        leadIn: false,
+        ringTimeoutSec: 25,
+        machineDetection: true,
+        fallbackSms: true,
+        completeAfterSec: 0,
+      },
+      contacts: new Map([[callerHash(CALLER), CALLER]]),
+      followCall: (sid) => dialer.getCall(sid),
+      clock: () => clock,
+      logger,
+      onEvent,
+      ...extra,
+    });
+  return { dir, source, dialer, logger, events, stateDir, bootstrapDir, make, advance: (ms: number) => (clock += ms) };
+}
+
+test('a valid handoff is accepted, bootstrapped, dialed once and completed when connected', async (t) => {
+  const s = await setup(t);
+  const p = payload();
+  s.source.add(p.payload.handoff_id, p.text);
+  const listener = await s.make();
+  await listener.handle({ id: p.payload.handoff_id, text: p.text });
+  assert.equal(s.dialer.dials.length, 1);
+  const dial = s.dialer.dials[0];
+  assert.ok(dial);
+  assert.equal(dial.to, CALLER, 'the number comes from the contact list by caller hash');
+  assert.equal(dial.from, '+15550001111');
+  assert.deepEqual(dial.target, { kind: 'stream', url: 'wss://alice.example.com/twilio' });
+  assert.deepEqual(s.source.settled.get(p.payload.handoff_id), { how: 'complete', outcome: 'connected', token: 'tok-1' });
+  assert.deepEqual(s.events.map((e) => e.event), ['accepted', 'bootstrap_written', 'dialed', 'call_ended', 'completed']);
+
+  const file = bootstrapPath(s.bootstrapDir, p.payload.handoff_id);
+  const boot = await readBootstrap(file, { nowMs: NOW + 2000 });
+  assert.ok(boot, 'gptme-voice would use this file');
+  assert.equal(boot.protocol_version, 1);
+  assert.equal(boot.source, 'voice_handoff');
+  assert.equal(boot.handoff_id, p.payload.handoff_id);
+  assert.match(boot.resume_context, /Start with this sentence.*"Bob passed me context about Patrik's standup/);
+  assert.match(boot.resume_context, /Do not ask the caller to repeat/);
+  assert.match(boot.resume_context, /Caller: Can Alice set up a weekly standup with Patrik\?/);
+  assert.match(boot.resume_context, /schedule meeting \(with: Patrik\)/);
+  assert.deepEqual(boot.transcript, p.payload.transcript, 'the full context is there for other voice servers');
+  assert.equal(await readBootstrap(file, { nowMs: NOW + 1000 + 301_000 }), undefined, 'stale after the 300 s resume window');
+});
+
+test('a tampered payload is refused with SIGNATURE: no bootstrap, no call, logged without content', async (t) => {
+  const s = await setup(t);
+  const p = payload();
+  const tampered = p.text.replace('weekly standup', 'wire transfer!');
+  s.source.add(p.payload.handoff_id, tampered);
+  const listener = await s.make();
+  await listener.handle({ id: p.payload.handoff_id, text: tampered });
+  assert.deepEqual(s.source.settled.get(p.payload.handoff_id), { how: 'reject', outcome: 'SIGNATURE', token: undefined });
+  assert.equal(s.dialer.dials.length, 0);
+  await assert.rejects(readdir(s.bootstrapDir), { code: 'ENOENT' });
+  const line = s.logger.lines.find((l) => l.includes('handoff refused'));
+  assert.ok(line && line.includes('"security":true') && line.includes('SIGNATURE'));
+  assert.ok(!s.logger.lines.join('\n').includes('wire transfer'), 'no transcript text in logs');
+  assert.ok(!s.logger.lines.join('\n').includes(CALLER), 'no phone number in logs');
+});
+
+test('no answer → one fallback SMS → rejected with no_answer', async (t) => {
+  const s = await setup(t);
+  s.dialer.outcome = { status: 'no-answer' };
+  const p = payload();
+  s.source.add(p.payload.handoff_id, p.text);
+  await (await s.make()).handle({ id: p.payload.handoff_id, text: p.text });
+  assert.equal(s.dialer.messages.length, 1);
+  const sms = s.dialer.messages[0];
+  assert.ok(sms);
+  assert.equal(sms.to, CALLER);
+  assert.ok(sms.body.length <= 160);
+  assert.match(sms.body, /Alice/);
+  assert.deepEqual(s.source.settled.get(p.payload.handoff_id)?.outcome, 'no_answer');
+});
+
+test('an answering machine counts as not reached: SMS, then rejected with machine', async (t) => {
+  const s = await setup(t);
+  s.dialer.outcome = { status: 'completed', answeredBy: 'machine_end_beep' };
+  const p = payload();
+  s.source.add(p.payload.handoff_id, p.text);
+  await (await s.make()).handle({ id: p.payload.handoff_id, text: p.text });
+  assert.equal(s.dialer.messages.length, 1);
+  assert.equal(s.source.settled.get(p.payload.handoff_id)?.outcome, 'machine');
+});
+
+test('a replayed id is refused with REPLAY, also after a listener restart', async (t) => {
+  const s = await setup(t);
+  const p = payload();
+  s.source.add(p.payload.handoff_id, p.text);
+  await (await s.make()).handle({ id: p.payload.handoff_id, text: p.text });
+  s.source.settled.clear();
+  s.source.add(p.payload.handoff_id, p.text);
+  const restarted = await s.make();
+  await restarted.handle({ id: p.payload.handoff_id, text: p.text });
+  assert.equal(s.source.settled.get(p.payload.handoff_id)?.outcome, 'REPLAY');
+  assert.equal(s.dialer.dials.length, 1, 'still exactly one call');
+});
+
+test('a crash after the dial intent was journaled never leads to a second call', async (t) => {
+  const s = await setup(t);
+  const p = payload();
+  s.source.add(p.payload.handoff_id, p.text);
+  // The first listener "crashes" inside dial(): the intent is journaled, the call may exist.
+  s.dialer.dialError = new HandoffError('INTERNAL', 'process killed');
+  const crashing = await s.make();
+  const crashed = new Promise<void>((resolve) => {
+    s.dialer.dial = async (req) => {
+      s.dialer.dials.push(req);
+      resolve();
+      return new Promise(() => undefined); // never returns: the process died here
+    };
+  });
+  void crashing.handle({ id: p.payload.handoff_id, text: p.text });
+  await crashed;
+  const restarted = await s.make();
+  restarted.start();
+  await new Promise((r) => setTimeout(r, 50));
+  await restarted.idle();
+  await restarted.stop();
+  assert.equal(s.dialer.dials.length, 1, 'the restarted listener did not dial again');
+  assert.equal(s.source.settled.get(p.payload.handoff_id)?.outcome, 'dial_interrupted');
+});
+
+test('no callback number and an unknown caller → rejected with no_number, nothing dialed', async (t) => {
+  const s = await setup(t, { contacts: new Map() });
+  const p = payload();
+  s.source.add(p.payload.handoff_id, p.text);
+  await (await s.make()).handle({ id: p.payload.handoff_id, text: p.text });
+  assert.equal(s.dialer.dials.length, 0);
+  assert.equal(s.source.settled.get(p.payload.handoff_id)?.outcome, 'no_number');
+});
+
+test('callback_number in the payload is used when the caller is not a contact', async (t) => {
+  const s = await setup(t, { contacts: new Map() });
+  const p = payload({ sendCallbackNumber: true });
+  s.source.add(p.payload.handoff_id, p.text);
+  await (await s.make()).handle({ id: p.payload.handoff_id, text: p.text });
+  assert.equal(s.dialer.dials[0]?.to, CALLER);
+});
+
+test('opted out (21610) is final and remembered across restarts', async (t) => {
+  const s = await setup(t);
+  s.dialer.dialError = new HandoffError('OPTED_OUT', 'Twilio 21610');
+  const first = payload();
+  s.source.add(first.payload.handoff_id, first.text);
+  await (await s.make()).handle({ id: first.payload.handoff_id, text: first.text });
+  assert.equal(s.source.settled.get(first.payload.handoff_id)?.outcome, 'opted_out');
+  assert.equal(s.dialer.messages.length, 0, 'no SMS to an opted-out number');
+  s.dialer.dialError = undefined;
+  const second = buildPayload({ from: 'bob', to: 'alice', callerId: CALLER, reason: 'again', transcript: [] }, SECRET, NOW + 5000);
+  s.source.add(second.payload.handoff_id, second.text);
+  await (await s.make()).handle({ id: second.payload.handoff_id, text: second.text });
+  assert.equal(s.dialer.dials.length, 1, 'the second handoff for that caller is not dialed');
+  assert.equal(s.source.settled.get(second.payload.handoff_id)?.outcome, 'opted_out');
+});
+
+test('an sms channel handoff continues by message with the resume hint first', async (t) => {
+  const s = await setup(t);
+  const p = payload({ channel: 'whatsapp' });
+  s.source.add(p.payload.handoff_id, p.text);
+  await (await s.make()).handle({ id: p.payload.handoff_id, text: p.text });
+  assert.equal(s.dialer.dials.length, 0);
+  assert.equal(s.dialer.messages[0]?.channel, 'whatsapp');
+  assert.equal(s.dialer.messages[0]?.body, p.payload.resume_hint);
+  assert.equal(s.source.settled.get(p.payload.handoff_id)?.outcome, 'messaged');
+});
+
+test('the loop fetches, backs off on fetch errors without spinning, and stop() is idempotent', async (t) => {
+  const s = await setup(t, { backoffMs: { initial: 20, max: 40 } });
+  let calls = 0;
+  s.source.next = async () => {
+    calls++;
+    throw new HandoffError('UNAVAILABLE', 'hub down');
+  };
+  const listener = await s.make();
+  listener.start();
+  await new Promise((r) => setTimeout(r, 200));
+  await Promise.all([listener.stop(), listener.stop()]);
+  assert.ok(calls >= 2, 'it retried');
+  assert.ok(calls <= 12, `it backed off instead of spinning (${calls} attempts in 200 ms)`);
+  assert.equal(s.source.closed, true);
+});
+
+test('the journal of a delivered handoff records its phases durably', async (t) => {
+  const s = await setup(t);
+  const p = payload();
+  s.source.add(p.payload.handoff_id, p.text);
+  await (await s.make()).handle({ id: p.payload.handoff_id, text: p.text });
+  const journal = JSON.parse(await readFile(path.join(s.stateDir, 'handoffs', `${p.payload.handoff_id}.json`), 'utf8')) as Record<string, unknown>;
+  assert.equal(journal.phase, 'done');
+  assert.equal(journal.outcome, 'connected');
+  assert.match(String(journal.call_sid), /^CA/);
+});
