@@ -1,0 +1,269 @@
+/**
+ * The one configuration model of every command. Each setting resolves once, here:
+ *
+ *   flag ?? env.HANDOFF_X ?? config file ?? default
+ *
+ * then the whole result is checked by one schema. The config file is `--config FILE` (or
+ * `HANDOFF_CONFIG`); without it `./handoff.config.json` if present, then
+ * `~/.config/handoff/config.json` if present. A named file that is missing is an error; the default
+ * ones being absent is not. Secrets (hub token, Twilio auth token) come only from files or the
+ * environment, never from flags, which show up in `ps`.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { z } from 'zod';
+import { AGENT_NAME_RE, E164_RE, HandoffError } from '../protocol/index.js';
+
+/** Where a resolved value came from (shown in errors and by `handoff doctor`). */
+export type Source = 'flag' | 'env' | 'file' | 'default';
+
+interface Setting {
+  /** commander's camelCase option key. */
+  flag?: string;
+  env?: string;
+  /** Dotted path in the config file. */
+  file: string;
+  default?: unknown;
+  kind: 'string' | 'path' | 'number' | 'boolean' | 'json';
+}
+
+/** Every setting, by its resolved name. */
+export const SETTINGS = {
+  agent: { flag: 'agent', env: 'HANDOFF_AGENT', file: 'agent', kind: 'string' },
+  spool: { flag: 'spool', env: 'HANDOFF_SPOOL', file: 'spool', kind: 'path' },
+  hubUrl: { flag: 'hub', env: 'HANDOFF_HUB_URL', file: 'hub.url', kind: 'string' },
+  tokenFile: { flag: 'tokenFile', env: 'HANDOFF_TOKEN_FILE', file: 'hub.token_file', kind: 'path' },
+  keysDir: { flag: 'keys', env: 'HANDOFF_KEYS_DIR', file: 'keys_dir', default: '~/.secrets', kind: 'path' },
+  bootstrapDir: { flag: 'bootstrapDir', env: 'HANDOFF_BOOTSTRAP_DIR', file: 'bootstrap_dir', kind: 'path' },
+  stateDir: { flag: 'stateDir', env: 'HANDOFF_STATE_DIR', file: 'state_dir', kind: 'path' },
+  ttlSec: { flag: 'ttl', env: 'HANDOFF_TTL_SEC', file: 'ttl_sec', default: 15, kind: 'number' },
+  dialer: { flag: 'dialer', env: 'HANDOFF_DIALER', file: 'dialer', kind: 'string' },
+  twilioAccountSid: { env: 'TWILIO_ACCOUNT_SID', file: 'twilio.account_sid', kind: 'string' },
+  twilioAuthTokenFile: { env: 'HANDOFF_TWILIO_AUTH_TOKEN_FILE', file: 'twilio.auth_token_file', kind: 'path' },
+  twilioApiBaseUrl: { env: 'HANDOFF_TWILIO_API_BASE_URL', file: 'twilio.api_base_url', kind: 'string' },
+  fromNumber: { flag: 'fromNumber', env: 'HANDOFF_FROM_NUMBER', file: 'twilio.from_number', kind: 'string' },
+  cps: { env: 'HANDOFF_TWILIO_CPS', file: 'twilio.cps', default: 1, kind: 'number' },
+  targetKind: { env: 'HANDOFF_TARGET_KIND', file: 'target.kind', default: 'stream', kind: 'string' },
+  targetUrl: { flag: 'targetUrl', env: 'HANDOFF_TARGET_URL', file: 'target.url', kind: 'string' },
+  contacts: { file: 'contacts', default: [], kind: 'json' },
+  ringTimeoutSec: { env: 'HANDOFF_RING_TIMEOUT_SEC', file: 'call.ring_timeout_sec', default: 25, kind: 'number' },
+  machineDetection: { env: 'HANDOFF_MACHINE_DETECTION', file: 'call.machine_detection', default: true, kind: 'boolean' },
+  leadIn: { env: 'HANDOFF_LEAD_IN', file: 'call.lead_in', default: false, kind: 'boolean' },
+  fallbackSms: { env: 'HANDOFF_FALLBACK_SMS', file: 'call.fallback_sms', default: true, kind: 'boolean' },
+  completeAfterSec: { env: 'HANDOFF_COMPLETE_AFTER_SEC', file: 'call.complete_after_sec', default: 120, kind: 'number' },
+  callPollSec: { env: 'HANDOFF_CALL_POLL_SEC', file: 'call.poll_interval_sec', default: 2, kind: 'number' },
+  webhookListen: { env: 'HANDOFF_WEBHOOK_LISTEN', file: 'webhook.listen', kind: 'string' },
+  webhookPublicUrl: { env: 'HANDOFF_WEBHOOK_PUBLIC_URL', file: 'webhook.public_url', kind: 'string' },
+  pollWaitSec: { flag: 'wait', env: 'HANDOFF_POLL_WAIT_SEC', file: 'poll_wait_sec', default: 25, kind: 'number' },
+  host: { flag: 'host', env: 'HANDOFF_HUB_HOST', file: 'hub_server.host', default: '127.0.0.1', kind: 'string' },
+  port: { flag: 'port', env: 'HANDOFF_HUB_PORT', file: 'hub_server.port', default: 8787, kind: 'number' },
+  hubConfig: { flag: 'hubConfig', env: 'HANDOFF_HUB_CONFIG', file: 'hub_server.config', kind: 'path' },
+  bodyLimit: { flag: 'bodyLimit', env: 'HANDOFF_BODY_LIMIT', file: 'hub_server.body_limit', default: 1_048_576, kind: 'number' },
+  maxPending: { flag: 'maxPending', env: 'HANDOFF_MAX_PENDING', file: 'hub_server.max_pending', default: 100, kind: 'number' },
+} as const satisfies Record<string, Setting>;
+
+export type SettingName = keyof typeof SETTINGS;
+
+const url = (schemes: string[]) =>
+  z.string().refine((s) => {
+    try {
+      return schemes.includes(new URL(s).protocol);
+    } catch {
+      return false;
+    }
+  }, `must be a ${schemes.map((p) => p.replace(':', '://')).join(' or ')} URL`);
+
+const positive = z.number().positive('must be a positive number');
+
+/** The schema of resolved settings; messages are completed with the setting's name and source. */
+export const ConfigSchema = z.object({
+  agent: z.string().regex(AGENT_NAME_RE, 'must match [a-z][a-z0-9_-]{0,31}').optional(),
+  spool: z.string().optional(),
+  hubUrl: url(['http:', 'https:']).optional(),
+  tokenFile: z.string().optional(),
+  keysDir: z.string(),
+  bootstrapDir: z.string().optional(),
+  stateDir: z.string().optional(),
+  ttlSec: z.number().int('must be whole seconds').min(1, 'must be at least 1').max(86_400, 'must be at most 86400'),
+  dialer: z.enum(['twilio', 'dry-run'], { message: 'must be "twilio" or "dry-run"' }).optional(),
+  twilioAccountSid: z.string().regex(/^AC[0-9a-f]{32}$/, 'must look like AC followed by 32 hex characters').optional(),
+  twilioAuthTokenFile: z.string().optional(),
+  twilioApiBaseUrl: url(['http:', 'https:']).optional(),
+  fromNumber: z.string().regex(E164_RE, 'must be an E.164 number like +15551234567').optional(),
+  cps: positive.max(100, 'must be at most 100'),
+  targetKind: z.enum(['stream', 'twiml-url'], { message: 'must be "stream" or "twiml-url"' }),
+  targetUrl: z.string().optional(),
+  contacts: z.array(z.string().regex(E164_RE, 'each contact must be an E.164 number'), { message: 'must be a list of E.164 numbers' }),
+  ringTimeoutSec: positive.max(600, 'must be at most 600'),
+  machineDetection: z.boolean(),
+  leadIn: z.boolean(),
+  fallbackSms: z.boolean(),
+  completeAfterSec: z.number().min(0, 'must be ≥ 0'),
+  callPollSec: positive,
+  webhookListen: z.string().regex(/^[^:]+:\d{1,5}$/, 'must be HOST:PORT').optional(),
+  webhookPublicUrl: url(['https:', 'http:']).optional(),
+  pollWaitSec: z.number().min(0, 'must be ≥ 0').max(30, 'must be at most 30'),
+  host: z.string().min(1),
+  port: z.number().int('must be an integer').min(0).max(65535, 'must be a port number'),
+  hubConfig: z.string().optional(),
+  bodyLimit: z.number().int().min(1024, 'must be at least 1024 bytes'),
+  maxPending: z.number().int().min(1, 'must be at least 1'),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+export interface ResolvedConfig {
+  config: Config;
+  sources: Partial<Record<SettingName, Source>>;
+  /** The config file that was read, if any. */
+  file?: string;
+}
+
+export interface ResolveInput {
+  flags?: Record<string, unknown>;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  home?: string;
+  /** An explicit config file (`--config`); an error if missing. */
+  configFile?: string;
+}
+
+function expandHome(p: string, home: string): string {
+  return p === '~' ? home : p.startsWith('~/') ? path.join(home, p.slice(2)) : p;
+}
+
+function fromDotted(obj: unknown, dotted: string): unknown {
+  let cur = obj;
+  for (const key of dotted.split('.')) {
+    if (cur === null || typeof cur !== 'object' || !Object.hasOwn(cur, key)) return undefined;
+    cur = (cur as Record<string, unknown>)[key];
+  }
+  return cur;
+}
+
+function readConfigFile(file: string, required: boolean): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (cause) {
+    if (!required && (cause as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new HandoffError('CONFIG', `cannot read config file ${file}`, { cause });
+  }
+  try {
+    const doc = JSON.parse(text) as unknown;
+    if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new Error('the file must hold a JSON object');
+    return doc;
+  } catch (cause) {
+    throw new HandoffError('CONFIG', `config file ${file} is not valid: ${(cause as Error).message}`, { cause });
+  }
+}
+
+function coerce(setting: Setting, raw: unknown, source: Source, name: string, home: string): unknown {
+  const where = `${name} (from ${source === 'file' ? `config file key "${setting.file}"` : source === 'env' ? `environment ${setting.env}` : source === 'flag' ? `--${kebab(setting.flag ?? name)}` : 'default'})`;
+  if (source === 'env' || source === 'flag') {
+    if (typeof raw === 'boolean' && setting.kind === 'boolean') return raw;
+    const text = String(raw);
+    if (setting.kind === 'number') {
+      const n = Number(text);
+      if (text.trim() === '' || !Number.isFinite(n)) throw new HandoffError('CONFIG', `${where}: must be a number, got ${JSON.stringify(text)}`);
+      return n;
+    }
+    if (setting.kind === 'boolean') {
+      if (/^(1|true|yes|on)$/i.test(text)) return true;
+      if (/^(0|false|no|off)$/i.test(text)) return false;
+      throw new HandoffError('CONFIG', `${where}: must be true or false, got ${JSON.stringify(text)}`);
+    }
+    if (setting.kind === 'json') throw new HandoffError('CONFIG', `${where}: can only be set in the config file`);
+  }
+  if (setting.kind === 'path' && typeof raw === 'string') return expandHome(raw, home);
+  return raw;
+}
+
+function kebab(s: string): string {
+  return s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** Finds the config file to read: explicit, `HANDOFF_CONFIG`, `./handoff.config.json`, `~/.config/handoff/config.json`. */
+export function locateConfigFile(input: ResolveInput): { file?: string; required: boolean } {
+  const env = input.env ?? {};
+  const explicit = input.configFile ?? env.HANDOFF_CONFIG;
+  if (explicit) return { file: path.resolve(input.cwd ?? '.', explicit), required: true };
+  const home = input.home ?? os.homedir();
+  for (const candidate of [path.join(input.cwd ?? '.', 'handoff.config.json'), path.join(home, '.config', 'handoff', 'config.json')]) {
+    try {
+      if (statSync(candidate).isFile()) return { file: path.resolve(candidate), required: false };
+    } catch {
+      // absent default locations are fine
+    }
+  }
+  return { required: false };
+}
+
+/**
+ * Resolves every setting by precedence and validates the result.
+ * @throws HandoffError CONFIG naming the setting, its source and what is wrong.
+ */
+export function resolveConfig(input: ResolveInput = {}): ResolvedConfig {
+  const env = input.env ?? {};
+  const flags = input.flags ?? {};
+  const home = input.home ?? os.homedir();
+  const located = locateConfigFile(input);
+  const fileDoc = located.file ? readConfigFile(located.file, located.required) : undefined;
+  const raw: Record<string, unknown> = {};
+  const sources: Partial<Record<SettingName, Source>> = {};
+  for (const [name, setting] of Object.entries(SETTINGS) as Array<[SettingName, Setting]>) {
+    const candidates: Array<[Source, unknown]> = [
+      ['flag', setting.flag ? flags[setting.flag] : undefined],
+      ['env', setting.env ? env[setting.env] : undefined],
+      ['file', fileDoc === undefined ? undefined : fromDotted(fileDoc, setting.file)],
+      ['default', setting.default],
+    ];
+    const hit = candidates.find(([, v]) => v !== undefined && v !== '');
+    if (!hit) continue;
+    raw[name] = coerce(setting, hit[1], hit[0], name, home);
+    sources[name] = hit[0];
+  }
+  const parsed = ConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = String(issue?.path[0] ?? 'config') as SettingName;
+    const setting: Setting | undefined = SETTINGS[name];
+    const source = sources[name];
+    const from =
+      source === 'file' ? `config file ${located.file} key "${setting?.file}"` : source === 'env' ? `environment ${setting?.env}` : source === 'flag' ? `--${kebab(setting?.flag ?? name)}` : 'default';
+    throw new HandoffError('CONFIG', `${name} (from ${from}): ${issue?.message ?? 'is invalid'}`);
+  }
+  return { config: parsed.data, sources, ...(located.file && fileDoc !== undefined ? { file: located.file } : {}) };
+}
+
+/**
+ * Reads a secret from the environment or a file, never from a flag. The file must not be readable
+ * by others, like a key file.
+ * @throws HandoffError CONFIG when neither gives a value or the file is unsafe.
+ */
+export function readSecret(what: string, envValue: string | undefined, file: string | undefined): string {
+  if (envValue) return envValue.trim();
+  if (!file) throw new HandoffError('CONFIG', `${what} is not configured`);
+  let st;
+  try {
+    st = statSync(file);
+  } catch (cause) {
+    throw new HandoffError('CONFIG', `${what} file ${file} cannot be read`, { cause });
+  }
+  if ((st.mode & 0o077) !== 0) throw new HandoffError('CONFIG', `${what} file ${file} is readable by others (run chmod 600)`);
+  const text = readFileSync(file, 'utf8').trim();
+  if (!text) throw new HandoffError('CONFIG', `${what} file ${file} is empty`);
+  return text;
+}
+
+/** The setting's value or a CONFIG error saying how to provide it. */
+export function required<K extends SettingName>(resolved: ResolvedConfig, name: K): NonNullable<Config[K]> {
+  const value = resolved.config[name];
+  if (value === undefined || value === null) {
+    const s: Setting = SETTINGS[name];
+    const ways = [s.flag ? `--${kebab(s.flag)}` : undefined, s.env ? `${s.env}=…` : undefined, `"${s.file}" in the config file`].filter(Boolean);
+    throw new HandoffError('CONFIG', `${name} is required: set ${ways.join(', or ')}`);
+  }
+  return value as NonNullable<Config[K]>;
+}
