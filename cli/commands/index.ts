@@ -3,10 +3,14 @@
  * action, so `handoff --help` never loads hono, twilio or chokidar.
  */
 import type { Command } from 'commander';
+import { register as hub } from './hub.js';
 import { register as keys } from './keys.js';
+import { register as lifecycle } from './lifecycle.js';
 import { register as verify } from './verify.js';
 
 export function registerCommands(program: Command): void {
+  lifecycle(program);
   verify(program);
   keys(program);
+  hub(program);
 }

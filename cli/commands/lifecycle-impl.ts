@@ -1,0 +1,259 @@
+import { readFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { HubClient } from '../../agent-listener/hub-client.js';
+import {
+  buildPayload,
+  HandoffError,
+  isSafeId,
+  keyFilePath,
+  readKeyFile,
+  type TranscriptEntry,
+} from '../../protocol/index.js';
+import { openSpool, type HandoffRecord, type HandoffState, type Spool } from '../../spool/index.js';
+import { readSecret, required, resolveConfig, type ResolvedConfig } from '../config.js';
+
+type Flags = Record<string, unknown> & { config?: string };
+
+function configOf(flags: Flags): ResolvedConfig {
+  return resolveConfig({ flags, env: process.env, cwd: process.cwd(), configFile: flags.config });
+}
+
+type Target = { mode: 'hub'; client: HubClient } | { mode: 'local'; spool: Spool };
+
+/** Hub mode when a hub URL is configured, else local mode on the configured spool. */
+async function openTarget(cfg: ResolvedConfig): Promise<Target> {
+  if (cfg.config.hubUrl) {
+    const token = readSecret('hub token (HANDOFF_TOKEN or --token-file)', process.env.HANDOFF_TOKEN, cfg.config.tokenFile);
+    return { mode: 'hub', client: new HubClient({ url: cfg.config.hubUrl, token }) };
+  }
+  if (cfg.config.spool) return { mode: 'local', spool: await openSpool({ root: path.resolve(cfg.config.spool) }) };
+  throw new HandoffError('CONFIG', 'say where the handoffs are: --hub URL (hub mode) or --spool DIR (local mode)');
+}
+
+async function withTarget<T>(flags: Flags, fn: (target: Target, cfg: ResolvedConfig) => Promise<T>): Promise<T> {
+  const cfg = configOf(flags);
+  const target = await openTarget(cfg);
+  try {
+    return await fn(target, cfg);
+  } finally {
+    if (target.mode === 'hub') await target.client.close();
+    else await target.spool.close();
+  }
+}
+
+function checkId(id: string): string {
+  if (!isSafeId(id)) throw new HandoffError('INVALID_ID', 'handoff id must match [A-Za-z0-9_-]{1,128}');
+  return id;
+}
+
+/** Reads a transcript: a JSON list of `{role, text, ts?}` from a file or standard input (`-`). */
+export async function readTranscript(file: string | undefined): Promise<TranscriptEntry[]> {
+  if (file === undefined) return [];
+  let text: string;
+  try {
+    if (file === '-') {
+      const chunks: Buffer[] = [];
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+      text = Buffer.concat(chunks).toString('utf8');
+    } else text = await readFile(file, 'utf8');
+  } catch (cause) {
+    throw new HandoffError('USAGE', `cannot read transcript ${file}`, { cause });
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (cause) {
+    throw new HandoffError('USAGE', `transcript ${file} is not JSON`, { cause });
+  }
+  const list = Array.isArray(doc) ? doc : (doc as { transcript?: unknown })?.transcript;
+  if (!Array.isArray(list)) throw new HandoffError('USAGE', `transcript ${file} must be a JSON list of {role, text}`);
+  return list as TranscriptEntry[];
+}
+
+function num(value: unknown, what: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new HandoffError('USAGE', `${what} must be a whole number`);
+  return n;
+}
+
+export interface StartOutput {
+  handoff_id: string;
+  status: string;
+  expires_at: string;
+  outcome?: { state: HandoffState; detail?: string };
+}
+
+/** Signs a payload with the pair secret for `--to` and submits it; with `--wait`, follows it. */
+export async function start(flags: Flags): Promise<StartOutput> {
+  const cfg = configOf(flags);
+  const from = required(cfg, 'agent');
+  const to = String(flags.to);
+  const { secrets } = await readKeyFile(keyFilePath(cfg.config.keysDir, to));
+  const signed = buildPayload(
+    {
+      from,
+      to,
+      callerId: String(flags.caller),
+      reason: String(flags.reason),
+      transcript: await readTranscript(flags.transcript as string | undefined),
+      resumeHint: flags.resumeHint as string | undefined,
+      summary: flags.summary as string | undefined,
+      ttlSec: cfg.config.ttlSec,
+      sendCallbackNumber: Boolean(flags.sendNumber),
+      callSid: flags.callSid as string | undefined,
+      channel: flags.channel as 'voice' | undefined,
+      priority: flags.priority as 'normal' | undefined,
+      hop: num(flags.hop, '--hop'),
+    },
+    secrets[0] as Buffer,
+    Date.now(),
+  );
+  const id = signed.payload.handoff_id;
+  return withTarget(flags, async (target) => {
+    let out: StartOutput;
+    if (target.mode === 'hub') {
+      const r = await target.client.start(signed.text);
+      out = { handoff_id: r.handoff_id, status: r.status, expires_at: r.expires_at };
+    } else {
+      const r = await target.spool.put(signed.text);
+      out = { handoff_id: id, status: r.record.state, expires_at: signed.payload.expires_at };
+    }
+    if (flags.wait) out.outcome = await waitForOutcome(target, id, Date.parse(out.expires_at));
+    return out;
+  });
+}
+
+/** Waits until a handoff leaves `pending`: the initiator learns accept, reject or expiry. */
+async function waitForOutcome(target: Target, id: string, expiresAtMs: number): Promise<{ state: HandoffState; detail?: string }> {
+  for (;;) {
+    if (target.mode === 'hub') {
+      const view = await target.client.get(id, { waitSec: 25, since: 'pending' });
+      if (view.state !== 'pending') return { state: view.state, detail: (view as { reason?: string }).reason };
+      continue;
+    }
+    // Local mode has no hub to run the janitor: past the deadline, sweep so the handoff expires.
+    if (Date.now() > expiresAtMs) await target.spool.sweep();
+    const record = await target.spool.get(id);
+    if (!record) throw new HandoffError('NOT_FOUND', `handoff ${id} disappeared from the spool`);
+    if (record.state !== 'pending') return { state: record.state, detail: record.relay.reason ?? record.relay.outcome };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function summarize(r: HandoffRecord): { handoff_id: string; state: HandoffState; from_agent: string; to_agent: string; detail: string } {
+  const f = r.relay;
+  const detail =
+    r.state === 'pending'
+      ? `expires ${r.payload.expires_at}`
+      : r.state === 'claimed'
+        ? `by ${f.claimed_by} until ${f.lease_until}`
+        : r.state === 'archived'
+          ? `outcome ${f.outcome}`
+          : `reason ${f.reason}`;
+  return { handoff_id: r.id, state: r.state, from_agent: r.payload.from_agent, to_agent: r.payload.to_agent, detail };
+}
+
+/** Lists one state of a local spool. */
+export async function list(flags: Flags) {
+  return withTarget(flags, async (target) => {
+    if (target.mode !== 'local') throw new HandoffError('USAGE', 'list works on a local spool (--spool DIR)');
+    const state = (flags.state as HandoffState | undefined) ?? 'pending';
+    const records = await target.spool.list(state);
+    return records.filter((r) => state !== 'pending' || !flags.agent || r.payload.to_agent === flags.agent).map(summarize);
+  });
+}
+
+/** One handoff's state and relay facts (and, with `--payload`, the signed payload). */
+export async function show(id: string, flags: Flags): Promise<Record<string, unknown>> {
+  checkId(id);
+  return withTarget(flags, async (target) => {
+    if (target.mode === 'hub') {
+      const view = await target.client.get(id);
+      const { payloadText, ...rest } = view as typeof view & { payloadText?: string };
+      return flags.payload && payloadText ? { ...rest, payload: JSON.parse(payloadText) as unknown } : rest;
+    }
+    const record = await target.spool.get(id);
+    if (!record) throw new HandoffError('NOT_FOUND', `no handoff ${id} in ${target.spool.root}`);
+    const { claim_token_sha256: _hidden, ...facts } = record.relay;
+    return { ...facts, state: record.state, file: record.path, ...(flags.payload ? { payload: JSON.parse(record.payloadText) as unknown } : {}) };
+  });
+}
+
+/** Long-polls the hub (or checks the local spool) for this agent's pending payload texts. */
+export async function poll(flags: Flags): Promise<string[]> {
+  return withTarget(flags, async (target, cfg) => {
+    const agent = required(cfg, 'agent');
+    if (target.mode === 'hub') return target.client.poll(agent, cfg.config.pollWaitSec);
+    const deadline = Date.now() + cfg.config.pollWaitSec * 1000;
+    for (;;) {
+      const entries = await target.spool.listPending(agent);
+      if (entries.length > 0 || Date.now() >= deadline) {
+        const records = await Promise.all(entries.map((e) => target.spool.get(e.id)));
+        return records.filter((r): r is HandoffRecord => r?.state === 'pending').map((r) => r.payloadText);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+}
+
+/** Claims a pending handoff for this agent. */
+export async function accept(id: string, flags: Flags) {
+  checkId(id);
+  return withTarget(flags, async (target, cfg) => {
+    if (target.mode === 'hub') {
+      const r = await target.client.accept(id);
+      return { handoff_id: id, state: 'claimed', claim_token: r.token, lease_until: r.lease_until };
+    }
+    const claim = await target.spool.claim(id, required(cfg, 'agent'));
+    return { handoff_id: id, state: 'claimed', claim_token: claim.token, lease_until: claim.leaseUntil };
+  });
+}
+
+/** The claim token: HANDOFF_CLAIM_TOKEN, else the listener's journal of this handoff. */
+async function claimToken(id: string, cfg: ResolvedConfig, flags: Flags, needed: boolean): Promise<string | undefined> {
+  if (process.env.HANDOFF_CLAIM_TOKEN) return process.env.HANDOFF_CLAIM_TOKEN;
+  const stateDir = (flags.stateDir as string | undefined) ?? cfg.config.stateDir;
+  if (stateDir) {
+    try {
+      const journal = JSON.parse(await readFile(path.join(stateDir, 'handoffs', `${id}.json`), 'utf8')) as { claim_token?: string };
+      if (journal.claim_token) return journal.claim_token;
+    } catch {
+      // no journal for this id: fall through
+    }
+  }
+  if (needed) throw new HandoffError('FENCED', 'no claim token: set HANDOFF_CLAIM_TOKEN or --state-dir of the listener that claimed it');
+  return undefined;
+}
+
+/** Completes a claimed handoff with an outcome and, optionally, the final transcript. */
+export async function complete(id: string, flags: Flags) {
+  checkId(id);
+  const finalTranscript = flags.transcript === undefined ? undefined : await readTranscript(flags.transcript as string);
+  return withTarget(flags, async (target, cfg) => {
+    const token = (await claimToken(id, cfg, flags, true)) as string;
+    const outcome = String(flags.outcome);
+    const notes = flags.notes as string | undefined;
+    if (target.mode === 'hub') {
+      const r = await target.client.complete(id, { outcome, final_transcript: finalTranscript, notes, claim_token: token });
+      return { handoff_id: id, state: r.status, outcome: r.outcome ?? outcome };
+    }
+    const record = await target.spool.complete(id, token, { outcome, finalTranscript, notes });
+    return { handoff_id: id, state: record.state, outcome: record.relay.outcome };
+  });
+}
+
+/** Rejects a pending handoff, or a claimed one with its claim token. */
+export async function reject(id: string, flags: Flags) {
+  checkId(id);
+  return withTarget(flags, async (target, cfg) => {
+    const token = await claimToken(id, cfg, flags, false);
+    const reason = String(flags.reason);
+    if (target.mode === 'hub') {
+      const r = await target.client.reject(id, reason, token === undefined ? {} : { claim_token: token });
+      return { handoff_id: id, state: r.status, reason: r.reason ?? reason };
+    }
+    const record = await target.spool.reject(id, { reason, by: required(cfg, 'agent'), token });
+    return { handoff_id: id, state: record.state, reason: record.relay.reason };
+  });
+}
