@@ -72,8 +72,8 @@ export interface TelephonyOptions {
   leadIn: boolean;
   ringTimeoutSec: number;
   machineDetection: boolean;
-  /** Public URL of the listener's status-callback endpoint, when it has one. */
-  statusCallbackUrl?: string;
+  /** The public status-callback URL for a handoff, when the listener has a webhook endpoint. */
+  statusCallbackUrl?: (handoffId: string) => string;
   fallbackSms: boolean;
   /** After a connected call ends, how long the voice server has to complete the handoff itself. */
   completeAfterSec: number;
@@ -294,7 +294,7 @@ export class Listener {
           leadIn: t.leadIn ? payload.resume_hint : undefined,
           ringTimeoutSec: t.ringTimeoutSec,
           machineDetection: t.machineDetection,
-          statusCallbackUrl: t.statusCallbackUrl,
+          statusCallbackUrl: t.statusCallbackUrl?.(id),
         });
         journal = await state.advance(id, 'dialed', { call_sid: call.sid }, now());
         this.emit(id, 'dialed', undefined, call.sid);

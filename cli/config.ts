@@ -55,7 +55,7 @@ export const SETTINGS = {
   callPollSec: { env: 'HANDOFF_CALL_POLL_SEC', file: 'call.poll_interval_sec', default: 2, kind: 'number' },
   webhookListen: { env: 'HANDOFF_WEBHOOK_LISTEN', file: 'webhook.listen', kind: 'string' },
   webhookPublicUrl: { env: 'HANDOFF_WEBHOOK_PUBLIC_URL', file: 'webhook.public_url', kind: 'string' },
-  pollWaitSec: { flag: 'wait', env: 'HANDOFF_POLL_WAIT_SEC', file: 'poll_wait_sec', default: 25, kind: 'number' },
+  pollWaitSec: { flag: 'pollWait', env: 'HANDOFF_POLL_WAIT_SEC', file: 'poll_wait_sec', default: 25, kind: 'number' },
   host: { flag: 'host', env: 'HANDOFF_HUB_HOST', file: 'hub_server.host', default: '127.0.0.1', kind: 'string' },
   port: { flag: 'port', env: 'HANDOFF_HUB_PORT', file: 'hub_server.port', default: 8787, kind: 'number' },
   hubConfig: { flag: 'hubConfig', env: 'HANDOFF_HUB_CONFIG', file: 'hub_server.config', kind: 'path' },

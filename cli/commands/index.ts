@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { register as hub } from './hub.js';
 import { register as keys } from './keys.js';
 import { register as lifecycle } from './lifecycle.js';
+import { register as listen } from './listen.js';
 import { register as verify } from './verify.js';
 
 export function registerCommands(program: Command): void {
@@ -13,4 +14,5 @@ export function registerCommands(program: Command): void {
   verify(program);
   keys(program);
   hub(program);
+  listen(program);
 }

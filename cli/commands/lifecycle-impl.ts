@@ -182,7 +182,8 @@ export async function show(id: string, flags: Flags): Promise<Record<string, unk
 
 /** Long-polls the hub (or checks the local spool) for this agent's pending payload texts. */
 export async function poll(flags: Flags): Promise<string[]> {
-  return withTarget(flags, async (target, cfg) => {
+  // `poll --wait SEC` is the long-poll wait; `start --wait` is a switch, so the setting has its own key.
+  return withTarget({ ...flags, pollWait: flags.wait }, async (target, cfg) => {
     const agent = required(cfg, 'agent');
     if (target.mode === 'hub') return target.client.poll(agent, cfg.config.pollWaitSec);
     const deadline = Date.now() + cfg.config.pollWaitSec * 1000;

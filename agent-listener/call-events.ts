@@ -1,0 +1,79 @@
+/**
+ * Call following driven by Twilio's status callbacks, with polling as a safety net.
+ *
+ * A callback can arrive before anyone waits for it (a busy line answers within milliseconds of
+ * the create request), and callbacks can be lost or reordered, so the final state of each call is
+ * remembered for a while, the answering-machine verdict is merged across events, and a slow poll of
+ * the call resource settles a call whose final callback never came.
+ */
+import { isFinalCallStatus, type AnsweredBy, type CallInfo } from './dialer.js';
+import type { CallStatusEvent } from './call-webhook.js';
+import { sleep } from './listener.js';
+
+const REMEMBER_FINALS = 1000;
+
+export class CallEventHub {
+  private readonly finals = new Map<string, CallInfo>();
+  private readonly answeredBy = new Map<string, AnsweredBy>();
+  private readonly waiters = new Map<string, Set<(info: CallInfo) => void>>();
+
+  /** Feeds one validated status callback. */
+  push(event: CallStatusEvent): void {
+    if (event.answeredBy) this.answeredBy.set(event.callSid, event.answeredBy);
+    if (!isFinalCallStatus(event.callStatus)) return;
+    const info: CallInfo = {
+      sid: event.callSid,
+      status: event.callStatus,
+      answeredBy: event.answeredBy ?? this.answeredBy.get(event.callSid),
+      durationSec: event.durationSec,
+    };
+    this.settle(info);
+  }
+
+  private settle(info: CallInfo): void {
+    if (this.finals.has(info.sid)) return;
+    this.finals.set(info.sid, info);
+    this.answeredBy.delete(info.sid);
+    if (this.finals.size > REMEMBER_FINALS) this.finals.delete(this.finals.keys().next().value as string);
+    for (const resolve of this.waiters.get(info.sid) ?? []) resolve(info);
+    this.waiters.delete(info.sid);
+  }
+
+  /**
+   * Resolves with the call's final state: from a callback, or from `poll` every `safetyPollMs`
+   * when callbacks do not come. Rejects only if `poll` throws while the signal is live.
+   */
+  async wait(sid: string, poll: (sid: string) => Promise<CallInfo>, safetyPollMs: number, signal: AbortSignal): Promise<CallInfo> {
+    const known = this.finals.get(sid);
+    if (known) return known;
+    return new Promise<CallInfo>((resolve, reject) => {
+      const done = new AbortController();
+      const finish = (info: CallInfo) => {
+        done.abort();
+        resolve(info);
+      };
+      const set = this.waiters.get(sid) ?? new Set();
+      set.add(finish);
+      this.waiters.set(sid, set);
+      const onAbort = () => {
+        set.delete(finish);
+        done.abort();
+        reject(signal.reason ?? new Error('aborted'));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      void (async () => {
+        while (!done.signal.aborted) {
+          await sleep(safetyPollMs, done.signal);
+          if (done.signal.aborted) break;
+          try {
+            const info = await poll(sid);
+            if (isFinalCallStatus(info.status)) this.settle(info);
+          } catch {
+            // the next safety poll or a callback will tell
+          }
+        }
+        signal.removeEventListener('abort', onAbort);
+      })();
+    });
+  }
+}

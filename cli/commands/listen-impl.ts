@@ -1,0 +1,135 @@
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { serve } from '@hono/node-server';
+import pino from 'pino';
+import { CallEventHub } from '../../agent-listener/call-events.js';
+import { followCallByPolling } from '../../agent-listener/call-follow.js';
+import { createCallWebhookApp, statusCallbackUrl } from '../../agent-listener/call-webhook.js';
+import type { DialTarget, Dialer } from '../../agent-listener/dialer.js';
+import { DryRunDialer } from '../../agent-listener/dry-run-dialer.js';
+import { HubClient } from '../../agent-listener/hub-client.js';
+import { HubSource } from '../../agent-listener/hub-source.js';
+import { Listener, sleep, type CallFollower, type ListenerEvent, type WorkSource } from '../../agent-listener/listener.js';
+import { LocalSource } from '../../agent-listener/local-source.js';
+import { ListenerState } from '../../agent-listener/state.js';
+import { callerHash, HandoffError, loadKeyRing } from '../../protocol/index.js';
+import { openSpool } from '../../spool/index.js';
+import { readSecret, required, resolveConfig, type ResolvedConfig } from '../config.js';
+
+const DRY_RUN_FROM = '+15550100000';
+
+/** The dialer: Twilio when credentials are configured (never dry-run by default then). */
+async function makeDialer(cfg: ResolvedConfig): Promise<Dialer> {
+  const c = cfg.config;
+  const hasTwilio = Boolean(c.twilioAccountSid && (process.env.TWILIO_AUTH_TOKEN || c.twilioAuthTokenFile));
+  const kind = c.dialer ?? (hasTwilio ? 'twilio' : 'dry-run');
+  if (kind === 'dry-run') return new DryRunDialer({ write: (line) => process.stderr.write(`${line}\n`) });
+  const { TwilioDialer } = await import('../../agent-listener/twilio-dialer.js');
+  const authToken = readSecret('Twilio auth token (TWILIO_AUTH_TOKEN or twilio.auth_token_file)', process.env.TWILIO_AUTH_TOKEN, c.twilioAuthTokenFile);
+  return new TwilioDialer({
+    accountSid: required(cfg, 'twilioAccountSid'),
+    authToken,
+    apiBaseUrl: c.twilioApiBaseUrl,
+    callsPerSecond: c.cps,
+  });
+}
+
+function targetOf(cfg: ResolvedConfig): DialTarget {
+  const url = required(cfg, 'targetUrl');
+  return cfg.config.targetKind === 'stream' ? { kind: 'stream', url } : { kind: 'twiml-url', url };
+}
+
+function describe(e: ListenerEvent): string {
+  return `${e.at} ${e.handoff_id} ${e.event}${e.code ? ` ${e.code}` : ''}${e.detail && e.event !== 'refused' ? ` ${e.detail}` : ''}`;
+}
+
+/** Runs the listener until SIGINT/SIGTERM, then stops it gracefully. */
+export async function listen(flags: Record<string, unknown>): Promise<void> {
+  const cfg = resolveConfig({ flags, env: process.env, cwd: process.cwd(), configFile: flags.config as string | undefined });
+  const c = cfg.config;
+  const agent = required(cfg, 'agent');
+  const logger = pino({ base: { component: 'listener', agent }, redact: { paths: ['token', 'claim_token', 'to', 'from_number', 'transcript'], censor: '[redacted]' } }, pino.destination(2));
+  const keys = await loadKeyRing(c.keysDir);
+  for (const warning of keys.warnings) logger.warn({ warning }, 'key file');
+  if (keys.peers().length === 0) throw new HandoffError('KEY_FILE', `no voice-handoff-<peer>.key files in ${c.keysDir}`);
+  const state = await ListenerState.open(c.stateDir ?? path.join(os.homedir(), '.local', 'state', 'handoff', agent));
+  const dialer = await makeDialer(cfg);
+  const dryRun = dialer instanceof DryRunDialer;
+
+  let source: WorkSource;
+  let janitor: (() => Promise<void>) | undefined;
+  if (c.hubUrl) {
+    const token = readSecret('hub token (HANDOFF_TOKEN or --token-file)', process.env.HANDOFF_TOKEN, c.tokenFile);
+    source = new HubSource({ client: new HubClient({ url: c.hubUrl, token }), agent, waitSec: c.pollWaitSec });
+  } else if (c.spool) {
+    const spool = await openSpool({ root: path.resolve(c.spool) });
+    source = new LocalSource({ spool, agent });
+    // Local mode has no hub: the listeners run the janitor (the spool's lock keeps it single).
+    const stop = new AbortController();
+    const loop = (async () => {
+      while (!stop.signal.aborted) {
+        await spool.sweep().catch((err: unknown) => logger.warn({ err: String(err) }, 'sweep failed'));
+        await sleep(1000, stop.signal);
+      }
+    })();
+    janitor = async () => {
+      stop.abort();
+      await loop;
+      await spool.close();
+    };
+  } else throw new HandoffError('CONFIG', 'say where the handoffs are: --hub URL (hub mode) or --spool DIR (local mode)');
+
+  const events = new CallEventHub();
+  let webhook: ReturnType<typeof serve> | undefined;
+  let follow: CallFollower;
+  if (c.webhookListen && c.webhookPublicUrl && !dryRun) {
+    const { createTwilioSignatureValidator } = await import('../../agent-listener/twilio-dialer.js');
+    const authToken = readSecret('Twilio auth token', process.env.TWILIO_AUTH_TOKEN, c.twilioAuthTokenFile);
+    const app = createCallWebhookApp({ publicUrl: c.webhookPublicUrl, validateSignature: createTwilioSignatureValidator(authToken), onEvent: (e) => events.push(e), logger });
+    const [host, port] = c.webhookListen.split(':') as [string, string];
+    webhook = serve({ fetch: app.fetch, hostname: host, port: Number(port) });
+    follow = (sid, _id, signal) => events.wait(sid, (s) => dialer.getCall(s), 30_000, signal);
+  } else {
+    follow = (sid, _id, signal) =>
+      followCallByPolling({ getCall: (s) => dialer.getCall(s), sid, intervalMs: c.callPollSec * 1000, sleep, clock: Date.now, signal });
+  }
+
+  const listener = new Listener({
+    agent,
+    keys,
+    source,
+    dialer,
+    state,
+    bootstrapDir: required(cfg, 'bootstrapDir'),
+    telephony: {
+      from: c.fromNumber ?? (dryRun ? DRY_RUN_FROM : required(cfg, 'fromNumber')),
+      target: targetOf(cfg),
+      leadIn: c.leadIn,
+      ringTimeoutSec: c.ringTimeoutSec,
+      machineDetection: c.machineDetection,
+      statusCallbackUrl: webhook && c.webhookPublicUrl ? (id) => statusCallbackUrl(c.webhookPublicUrl as string, id) : undefined,
+      fallbackSms: c.fallbackSms,
+      completeAfterSec: c.completeAfterSec,
+    },
+    contacts: new Map(c.contacts.map((n) => [callerHash(n), n])),
+    followCall: follow,
+    logger,
+    onEvent: (e) => process.stdout.write(flags.json ? `${JSON.stringify(e)}\n` : `${describe(e)}\n`),
+  });
+
+  const stopped = new Promise<void>((resolve) => {
+    const onSignal = () => {
+      void listener
+        .stop()
+        .then(() => janitor?.())
+        .then(() => new Promise<void>((r) => (webhook ? webhook.close(() => r()) : r())))
+        .then(resolve);
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  });
+  listener.start();
+  logger.info({ mode: source.kind, dialer: dryRun ? 'dry-run' : 'twilio', peers: keys.peers() }, 'listening');
+  if (!flags.json) process.stdout.write(`listening as ${agent} (${source.kind} mode, ${dryRun ? 'dry-run' : 'twilio'} dialer)\n`);
+  await stopped;
+}
