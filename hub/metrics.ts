@@ -1,0 +1,62 @@
+/**
+ * Prometheus metrics of one hub, in a registry of its own (never prom-client's global one, so two
+ * hubs in one process, as in tests, do not collide).
+ *
+ * Label values are bounded: routes are the registered route patterns, states are the four state
+ * names, and a reason is kept only when it looks like a code (`expired`, `SIGNATURE`, …); anything
+ * else is counted as `other`, so a free-text reason can neither blow up the series count nor carry
+ * personal data into the metrics.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { TransitionEvent } from '../spool/index.js';
+
+const REASON_LABEL_RE = /^[A-Za-z0-9_]{1,40}$/;
+
+export interface HubMetrics {
+  readonly registry: Registry;
+  recordTransition(event: TransitionEvent): void;
+  observeRequest(route: string, method: string, status: number, seconds: number): void;
+}
+
+/** Creates the hub's metrics; `parked` and `watchers` are read at scrape time. */
+export function createHubMetrics(sources: { parkedPolls: () => number; watchers: () => number }, registry = new Registry()): HubMetrics {
+  const transitions = new Counter({
+    name: 'handoff_hub_transitions_total',
+    help: 'Durable handoff state transitions seen by this hub, by new state and reason',
+    labelNames: ['state', 'reason'] as const,
+    registers: [registry],
+  });
+  const requests = new Histogram({
+    name: 'handoff_hub_request_duration_seconds',
+    help: 'HTTP request latency by route, method and status (long-polls include their wait)',
+    labelNames: ['route', 'method', 'status'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'handoff_hub_parked_polls',
+    help: 'Long-polls currently parked, waiting for a handoff',
+    registers: [registry],
+    collect() {
+      this.set(sources.parkedPolls());
+    },
+  });
+  new Gauge({
+    name: 'handoff_hub_id_watchers',
+    help: 'Requests currently waiting for a state change of one handoff',
+    registers: [registry],
+    collect() {
+      this.set(sources.watchers());
+    },
+  });
+  return {
+    registry,
+    recordTransition(event) {
+      const reason = event.reason === undefined ? '' : REASON_LABEL_RE.test(event.reason) ? event.reason : 'other';
+      transitions.inc({ state: event.to, reason });
+    },
+    observeRequest(route, method, status, seconds) {
+      requests.observe({ route, method, status: String(status) }, seconds);
+    },
+  };
+}
