@@ -3,6 +3,7 @@
  * action, so `handoff --help` never loads hono, twilio or chokidar.
  */
 import type { Command } from 'commander';
+import { register as demo } from './demo.js';
 import { register as hub } from './hub.js';
 import { register as keys } from './keys.js';
 import { register as lifecycle } from './lifecycle.js';
@@ -15,4 +16,5 @@ export function registerCommands(program: Command): void {
   keys(program);
   hub(program);
   listen(program);
+  demo(program);
 }
