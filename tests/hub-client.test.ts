@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import { HubClient, splitArray } from '../agent-listener/hub-client.js';
+import { HandoffError } from '../protocol/index.js';
+import { makePayload, startTestHub, TEST_TOKENS } from './helpers/hub.js';
+
+function client(t: import('node:test').TestContext, url: string, agent: string, timeoutMs?: number): HubClient {
+  const c = new HubClient({ url, token: TEST_TOKENS[agent] ?? '', timeoutMs });
+  t.after(() => c.close());
+  return c;
+}
+
+const isCode = (code: string) => (err: unknown) => err instanceof HandoffError && err.code === code;
+
+test('the client runs start → poll → accept → complete and gets the exact payload texts back', async (t) => {
+  const { url } = await startTestHub(t);
+  const bob = client(t, url, 'bob');
+  const alice = client(t, url, 'alice');
+  const compact = makePayload({ extra: { context_summary: 'commas, [brackets] and {braces} and "quotes" \\ inside' } });
+  const pretty = `${JSON.stringify(JSON.parse(makePayload().text), null, 2)}\n`;
+  const prettyId = JSON.parse(pretty).handoff_id as string;
+
+  const first = await bob.start(compact.text);
+  assert.deepEqual(first, { status: 'pending', handoff_id: compact.id, expires_at: compact.expiresAt, created: true });
+  assert.equal((await bob.start(compact.text)).created, false, 'an identical repeat is not created again');
+  await bob.start(Buffer.from(pretty));
+
+  const texts = await alice.poll('alice', 1);
+  assert.deepEqual(texts, [compact.text, pretty.trim()], 'the JSON values exactly as sent (surrounding whitespace is not part of them)');
+
+  const claim = await alice.accept(compact.id);
+  assert.equal(claim.status, 'claimed');
+  assert.ok(claim.token.length > 0);
+  const done = await alice.complete(compact.id, { outcome: 'connected', final_transcript: [{ role: 'user', text: 'thanks' }] });
+  assert.deepEqual([done.status, done.outcome], ['archived', 'connected']);
+
+  const asTarget = await alice.get(compact.id);
+  assert.equal(asTarget.payloadText, compact.text);
+  assert.deepEqual(asTarget.final_transcript, [{ role: 'user', text: 'thanks' }]);
+  const asInitiator = await bob.get(compact.id);
+  assert.equal(asInitiator.state, 'archived');
+  assert.equal(asInitiator.payloadText, undefined);
+
+  const rejected = await alice.reject(prettyId, 'SIGNATURE');
+  assert.equal(rejected.status, 'rejected');
+  assert.deepEqual(await alice.poll('alice', 0), []);
+});
+
+test('the client waits on a handoff id and learns of the accept', async (t) => {
+  const { url } = await startTestHub(t);
+  const bob = client(t, url, 'bob');
+  const alice = client(t, url, 'alice');
+  const p = makePayload();
+  await bob.start(p.text);
+  const waiting = bob.get(p.id, { waitSec: 10, since: 'pending' });
+  await new Promise((r) => setTimeout(r, 50));
+  await alice.accept(p.id);
+  const view = await waiting;
+  assert.deepEqual([view.state, view.claimed_by], ['claimed', 'alice']);
+});
+
+test("the hub's error codes come back as HandoffError codes", async (t) => {
+  const { url } = await startTestHub(t);
+  const bob = client(t, url, 'bob');
+  const alice = client(t, url, 'alice');
+  const p = makePayload();
+  await bob.start(p.text);
+  await assert.rejects(bob.start(makePayload({ id: p.id, extra: { notes: 'other' } }).text), isCode('CONFLICT'));
+  await assert.rejects(alice.accept('no-such-id'), isCode('NOT_FOUND'));
+  await assert.rejects(bob.accept(p.id), isCode('FORBIDDEN'));
+  await assert.rejects(bob.poll('alice', 0), isCode('FORBIDDEN'));
+  await assert.rejects(bob.start(makePayload({ to: 'sven' }).text), isCode('ADDRESSING'));
+  await assert.rejects(bob.start('{"not":"a payload"}'), isCode('SCHEMA'));
+  await alice.accept(p.id);
+  await assert.rejects(alice.accept(p.id), isCode('ALREADY_CLAIMED'));
+  await assert.rejects(client(t, url, 'gordon').complete(p.id, { outcome: 'connected' }), isCode('FENCED'), 'no token known locally');
+  await assert.rejects(alice.complete(p.id, { outcome: 'connected', claim_token: 'wrong' }), isCode('FENCED'));
+  await assert.rejects(alice.get('../etc'), isCode('INVALID_ID'));
+  const stranger = new HubClient({ url, token: 'not-a-registered-token-at-all' });
+  t.after(() => stranger.close());
+  await assert.rejects(stranger.poll('alice', 0), isCode('UNAUTHORIZED'));
+});
+
+test('an unreachable hub → UNAVAILABLE; a hub that does not answer in time → TIMEOUT', async (t) => {
+  const silent = createServer(() => undefined);
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    silent.closeAllConnections();
+    silent.close();
+  });
+  const silentUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  await assert.rejects(client(t, silentUrl, 'alice', 200).accept('x1'), isCode('TIMEOUT'));
+  await assert.rejects(client(t, silentUrl, 'alice', 200).poll('alice', 0.1), isCode('TIMEOUT'));
+
+  const closed = createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const closedUrl = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+  await new Promise<void>((resolve) => closed.close(() => resolve()));
+  await assert.rejects(client(t, closedUrl, 'alice', 500).accept('x1'), isCode('UNAVAILABLE'));
+});
+
+test('the client refuses bad options before any request', () => {
+  assert.throws(() => new HubClient({ url: 'ftp://hub', token: 't' }), isCode('CONFIG'));
+  assert.throws(() => new HubClient({ url: 'not a url', token: 't' }), isCode('CONFIG'));
+  assert.throws(() => new HubClient({ url: 'http://hub', token: '' }), isCode('CONFIG'));
+  assert.throws(() => new HubClient({ url: 'http://hub', token: 't', timeoutMs: 0 }), isCode('CONFIG'));
+});
+
+test('splitArray cuts each element out exactly, whitespace and escapes included', () => {
+  assert.deepEqual(splitArray('[]'), []);
+  assert.deepEqual(splitArray('[{"a":"x,]"},\n{ "b": ["\\"", {}] } ]'), ['{"a":"x,]"}', '\n{ "b": ["\\"", {}] } ']);
+});
