@@ -13,6 +13,7 @@ export const HANDOFF_STATES = Object.freeze({
   rejected: 'rejected',
 } as const);
 
+/** A handoff's state: `pending`, `claimed`, `archived` or `rejected`. */
 export type HandoffState = keyof typeof HANDOFF_STATES;
 
 /** States a handoff never leaves. */
@@ -64,18 +65,21 @@ export interface Claim {
   leaseUntil: string;
 }
 
+/** What `put` returns: the stored record and whether this call stored it. */
 export interface PutResult {
   record: HandoffRecord;
   /** False when the same id with the same bytes was already stored (idempotent repeat). */
   created: boolean;
 }
 
+/** The final facts of a completed handoff. */
 export interface CompleteInput {
   outcome: string;
   finalTranscript?: unknown[];
   notes?: string;
 }
 
+/** Why and by whom a handoff is rejected. */
 export interface RejectInput {
   reason: string;
   /** The agent rejecting (must be the payload's `to_agent`). */
@@ -94,16 +98,22 @@ export interface TransitionEvent {
   reason?: string;
 }
 
+/** The ids a sweep moved to `rejected/`, by reason. */
 export interface SweepResult {
   expired: string[];
   leaseExpired: string[];
 }
 
+/** What a recovery pass found and did. */
 export interface RecoveryReport {
   tmpRemoved: number;
   duplicatesResolved: number;
   rolledForward: number;
   adopted: number;
+  /** Files that were not valid handoff files, moved to `rejected/_invalid/`. */
+  invalid: number;
+  /** Files too young to roll forward now (a live process may finish them); sweeps retry them. */
+  deferred: number;
 }
 
 /** A pending handoff as listed for its target. */
@@ -112,6 +122,9 @@ export interface PendingEntry {
   toAgent: string;
   fromAgent: string;
   expiresAt: string;
+  initiatedAt: string;
+  /** The payload text exactly as stored (what a poll delivers). */
+  payloadText: string;
   /** File name under `handoff/` (ours are `<id>.json`; the reference writes `<caller_hash>-<seq>.json`). */
   fileName: string;
 }

@@ -1,0 +1,403 @@
+/**
+ * The append-only, hash-chained audit log: `events/<YYYY-MM-DD>.jsonl`, one JSON line per state
+ * transition and per delivery of a payload to a reader.
+ *
+ * Line format (keys in this order, no whitespace):
+ *   {"seq":N,"at":ISO,"event":E,"id":ID,"from_agent":A,"to_agent":B,"state":S,
+ *    "reason"?:R,"by"?:W,"file"?:F,"prev":H}
+ * `seq` counts lines from 1 across all files; `prev` is the SHA-256 (hex) of the previous line's
+ * bytes (without its newline), 64 zeros for the first line of the first file; a new day's file
+ * continues the chain from the last line of the previous file. Editing, deleting or reordering a
+ * line therefore breaks the chain at that line, and `verifyAudit` names it. (Removing or editing
+ * the very last line leaves no successor to disagree: compare `lastHash` with a copy kept elsewhere
+ * to catch that.) A line never holds a transcript, phone number, secret or claim token.
+ *
+ * Appends from one process are batched: every line appended in the same tick goes out in one
+ * write and one fsync. Appends from several processes (local mode) take a proper-lockfile lock on
+ * `events/.audit.lock` and re-read the chain's tail under it, so the chain stays linear. A line
+ * left half-written by a crash was never acknowledged; the next append (under the lock) cuts it off
+ * before continuing the chain.
+ */
+import { createHash } from 'node:crypto';
+import * as path from 'node:path';
+import { isoMillis } from '../protocol/index.js';
+import { errnoCode, ioError } from './durable.js';
+import { createRealFsOps, type FsOps } from './fs-ops.js';
+import { acquireLock } from './lock.js';
+import type { HandoffState } from './types.js';
+
+/** What is recorded; the transition events name the state change, `read` a delivery. */
+export const AUDIT_EVENTS = Object.freeze([
+  'put',
+  'adopt',
+  'claim',
+  'renew',
+  'complete',
+  'reject',
+  'expire',
+  'lease_expire',
+  'read',
+  'recover',
+  'duplicate',
+  'conflict',
+  'invalid',
+] as const);
+
+/** One of `AUDIT_EVENTS`. */
+export type AuditEventName = (typeof AUDIT_EVENTS)[number];
+
+/** One event to append (the log adds `seq`, `at` and `prev`). */
+export interface AuditEvent {
+  event: AuditEventName;
+  id: string;
+  from_agent: string;
+  to_agent: string;
+  state: HandoffState | null;
+  reason?: string;
+  by?: string;
+  /** A file name, for events about files that carry no usable id (invalid or conflicting drops). */
+  file?: string;
+}
+
+/** The `prev` of the first line of the log. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+const FILE_RE = /^\d{4}-\d{2}-\d{2}\.jsonl$/;
+const TAIL_CHUNK = 16 * 1024;
+const NEWLINE = 0x0a;
+
+function sha256Hex(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+interface Tail {
+  /** Latest log file name, or undefined when the log is empty. */
+  file: string | undefined;
+  size: number;
+  hash: string;
+  seq: number;
+}
+
+interface Pending {
+  event: AuditEvent;
+  at: number;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export interface AuditLogOptions {
+  fs: FsOps;
+  dir: string;
+  clock: () => number;
+  fileMode: number;
+}
+
+/** The writer side of the audit log. */
+export class AuditLog {
+  readonly #fs: FsOps;
+  readonly #dir: string;
+  readonly #clock: () => number;
+  readonly #mode: number;
+  readonly #lockPath: string;
+  #queue: Pending[] = [];
+  #scheduled = false;
+  #flushing: Promise<void> | null = null;
+  #tail: Tail | undefined;
+  #idle: Array<() => void> = [];
+
+  constructor(options: AuditLogOptions) {
+    this.#fs = options.fs;
+    this.#dir = options.dir;
+    this.#clock = options.clock;
+    this.#mode = options.fileMode;
+    this.#lockPath = path.join(options.dir, '.audit.lock');
+  }
+
+  /**
+   * Queues one line; its position in the chain is fixed now (appends are written in call order).
+   * Resolves once the line is fsynced. @throws HandoffError IO
+   */
+  append(event: AuditEvent): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ event, at: this.#clock(), resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  /** Cuts off a half-written last line left by a crash (under the lock). */
+  async repairTail(): Promise<void> {
+    const release = await acquireLock(this.#lockPath);
+    try {
+      this.#tail = await this.#readTail();
+    } finally {
+      await release();
+    }
+  }
+
+  /** Resolves when every queued line has been written (or has failed). */
+  drain(): Promise<void> {
+    if (!this.#scheduled && !this.#flushing && this.#queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#flushing) return;
+    this.#scheduled = true;
+    // setImmediate, not a microtask: every append made in this tick joins the same batch.
+    setImmediate(() => this.#run());
+  }
+
+  #run(): void {
+    this.#scheduled = false;
+    const batch = this.#queue;
+    this.#queue = [];
+    if (batch.length === 0) return this.#notifyIdle();
+    this.#flushing = this.#flush(batch).then(
+      () => {
+        for (const p of batch) p.resolve();
+      },
+      (err: unknown) => {
+        const wrapped = ioError('audit log append', err);
+        for (const p of batch) p.reject(wrapped);
+      },
+    );
+    void this.#flushing.finally(() => {
+      this.#flushing = null;
+      if (this.#queue.length > 0) this.#schedule();
+      else this.#notifyIdle();
+    });
+  }
+
+  #notifyIdle(): void {
+    const waiters = this.#idle;
+    this.#idle = [];
+    for (const w of waiters) w();
+  }
+
+  async #flush(batch: Pending[]): Promise<void> {
+    const release = await acquireLock(this.#lockPath);
+    try {
+      const tail = await this.#readTail();
+      // Group by file; a file never goes back to an earlier date than the chain's latest file, so
+      // the order of file names stays the order of the chain even when clocks disagree.
+      const groups: Array<{ file: string; lines: string[] }> = [];
+      let { hash, seq } = tail;
+      let latest = tail.file;
+      for (const p of batch) {
+        let file = `${isoMillis(p.at).slice(0, 10)}.jsonl`;
+        if (latest !== undefined && file < latest) file = latest;
+        latest = file;
+        seq += 1;
+        const line = formatLine(seq, p.at, p.event, hash);
+        hash = sha256Hex(line);
+        const last = groups[groups.length - 1];
+        if (last && last.file === file) last.lines.push(line);
+        else groups.push({ file, lines: [line] });
+      }
+      let size = tail.size;
+      for (const g of groups) {
+        const full = path.join(this.#dir, g.file);
+        const isNewFile = g.file !== tail.file;
+        const data = Buffer.from(`${g.lines.join('\n')}\n`, 'utf8');
+        const fd = await this.#fs.openAppend(full, this.#mode);
+        try {
+          await this.#fs.write(fd, data);
+          await this.#fs.fsync(fd);
+        } finally {
+          await this.#fs.close(fd);
+        }
+        if (isNewFile) {
+          await this.#fs.fsyncDir(this.#dir);
+          size = data.length;
+        } else {
+          size += data.length;
+        }
+      }
+      this.#tail = { file: latest, size, hash, seq };
+    } catch (err) {
+      // After a failed write the tail on disk is unknown: re-read it next time.
+      this.#tail = undefined;
+      throw err;
+    } finally {
+      await release();
+    }
+  }
+
+  /** Finds the chain's last line (hash and seq), trimming a half-written line. Lock held. */
+  async #readTail(): Promise<Tail> {
+    const names = (await this.#fs.readdir(this.#dir)).filter((n) => FILE_RE.test(n)).sort();
+    for (let i = names.length - 1; i >= 0; i--) {
+      const name = names[i] as string;
+      const full = path.join(this.#dir, name);
+      let size: number;
+      try {
+        size = (await this.#fs.stat(full)).size;
+      } catch (err) {
+        if (errnoCode(err) === 'ENOENT') continue;
+        throw err;
+      }
+      const cached = this.#tail;
+      if (cached && cached.file === name && cached.size === size) return cached;
+      const last = await this.#lastLine(full, size);
+      if (last) return { file: name, ...last };
+    }
+    return { file: undefined, size: 0, hash: GENESIS_HASH, seq: 0 };
+  }
+
+  /** The last complete line of one file (cutting a partial one off); undefined if it has none. */
+  async #lastLine(full: string, size: number): Promise<{ hash: string; seq: number; size: number } | undefined> {
+    if (size === 0) return undefined;
+    let offset = Math.max(0, size - TAIL_CHUNK);
+    let bytes = await this.#fs.readRange(full, offset, size - offset);
+    for (;;) {
+      let end = bytes.length;
+      if (bytes[end - 1] !== NEWLINE) end = bytes.lastIndexOf(NEWLINE) + 1;
+      const lineStart = end >= 2 ? bytes.lastIndexOf(NEWLINE, end - 2) + 1 : 0;
+      if (offset > 0 && lineStart === 0) {
+        // The chunk does not hold the whole last line: read the file.
+        bytes = await this.#fs.readFile(full);
+        offset = 0;
+        continue;
+      }
+      if (end < bytes.length) {
+        // A half-written line: it was never acknowledged, and the chain must continue from the
+        // last complete line.
+        await this.#fs.truncate(full, offset + end);
+      }
+      if (end === 0) return undefined;
+      const line = bytes.subarray(lineStart, end - 1);
+      let seq = 0;
+      try {
+        const parsed = JSON.parse(Buffer.from(line).toString('utf8')) as { seq?: unknown };
+        if (typeof parsed.seq === 'number' && Number.isInteger(parsed.seq)) seq = parsed.seq;
+      } catch {
+        // A corrupt tail still anchors the chain by its bytes; verifyAudit reports the line.
+      }
+      return { hash: sha256Hex(line), seq, size: offset + end };
+    }
+  }
+}
+
+function formatLine(seq: number, at: number, e: AuditEvent, prev: string): string {
+  const line: Record<string, unknown> = {
+    seq,
+    at: isoMillis(at),
+    event: e.event,
+    id: e.id,
+    from_agent: e.from_agent,
+    to_agent: e.to_agent,
+    state: e.state,
+  };
+  if (e.reason !== undefined) line.reason = e.reason;
+  if (e.by !== undefined) line.by = e.by;
+  if (e.file !== undefined) line.file = e.file;
+  line.prev = prev;
+  return JSON.stringify(line);
+}
+
+/** Where the chain first breaks. */
+export interface AuditProblem {
+  file: string;
+  /** 1-based line number within `file`. */
+  line: number;
+  problem: string;
+}
+
+/** The outcome of `verifyAudit`. */
+export interface AuditVerifyResult {
+  ok: boolean;
+  /** Number of lines read. */
+  lines: number;
+  /** SHA-256 of the last line: keep it elsewhere to detect a removed or edited last line later. */
+  lastHash: string;
+  firstBad?: AuditProblem;
+}
+
+interface LogLine {
+  file: string;
+  line: number;
+  text: string;
+  hash: string;
+  parsed: { seq: number; prev: string } | undefined;
+  problem?: string;
+}
+
+const REQUIRED_LINE_FIELDS = ['seq', 'at', 'event', 'id', 'state', 'prev'] as const;
+
+function parseLogLine(file: string, line: number, text: string): LogLine {
+  const base = { file, line, text, hash: sha256Hex(text) };
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { ...base, parsed: undefined, problem: 'not valid JSON' };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { ...base, parsed: undefined, problem: 'not a JSON object' };
+  }
+  const obj = value as Record<string, unknown>;
+  const missing = REQUIRED_LINE_FIELDS.find((k) => !Object.hasOwn(obj, k));
+  if (missing) return { ...base, parsed: undefined, problem: `missing field ${missing}` };
+  if (typeof obj.seq !== 'number' || !Number.isInteger(obj.seq) || typeof obj.prev !== 'string' || !/^[0-9a-f]{64}$/.test(obj.prev)) {
+    return { ...base, parsed: undefined, problem: 'seq or prev malformed' };
+  }
+  return { ...base, parsed: { seq: obj.seq, prev: obj.prev } };
+}
+
+/**
+ * Checks the hash chain of an `events/` directory and names the first edited, deleted or
+ * reordered line. @throws HandoffError IO when the directory cannot be read.
+ */
+export async function verifyAudit(eventsDir: string, options: { fs?: FsOps } = {}): Promise<AuditVerifyResult> {
+  const fsOps = options.fs ?? createRealFsOps();
+  let names: string[];
+  try {
+    names = (await fsOps.readdir(eventsDir)).filter((n) => FILE_RE.test(n)).sort();
+  } catch (err) {
+    throw ioError(`reading ${eventsDir}`, err);
+  }
+  const lines: LogLine[] = [];
+  for (const name of names) {
+    const bytes = Buffer.from(await fsOps.readFile(path.join(eventsDir, name)));
+    const text = bytes.toString('utf8');
+    if (text.length === 0) continue;
+    const parts = text.split('\n');
+    const complete = text.endsWith('\n');
+    if (complete) parts.pop();
+    parts.forEach((part, i) => {
+      const entry = parseLogLine(name, i + 1, part);
+      if (!complete && i === parts.length - 1) entry.problem = 'incomplete last line (no newline): a write cut off by a crash';
+      lines.push(entry);
+    });
+  }
+  const result = (firstBad?: AuditProblem): AuditVerifyResult => ({
+    ok: firstBad === undefined,
+    lines: lines.length,
+    lastHash: lines.length > 0 ? (lines[lines.length - 1] as LogLine).hash : GENESIS_HASH,
+    ...(firstBad ? { firstBad } : {}),
+  });
+  const bad = (l: LogLine, problem: string) => result({ file: l.file, line: l.line, problem });
+
+  for (let k = 0; k < lines.length; k++) {
+    const cur = lines[k] as LogLine;
+    const before = k > 0 ? (lines[k - 1] as LogLine) : undefined;
+    const next = lines[k + 1];
+    if (cur.problem || !cur.parsed) return bad(cur, cur.problem ?? 'malformed');
+    const expectedSeq = before?.parsed ? before.parsed.seq + 1 : 1;
+    if (cur.parsed.seq !== expectedSeq) {
+      if (cur.parsed.seq < expectedSeq) return bad(cur, `out of order or repeated: seq ${cur.parsed.seq}, expected ${expectedSeq}`);
+      if (next?.parsed?.seq === expectedSeq) return bad(cur, `out of order: seq ${cur.parsed.seq} comes before seq ${expectedSeq}`);
+      return bad(cur, `line(s) missing before this one: seq ${cur.parsed.seq}, expected ${expectedSeq}`);
+    }
+    const expectedPrev = before ? before.hash : GENESIS_HASH;
+    if (cur.parsed.prev !== expectedPrev) {
+      // One changed line breaks the link after it. If this line's own bytes changed (its prev), the
+      // link to the next line breaks too; otherwise it was the line before that changed.
+      if (!before || (next?.parsed && next.parsed.prev !== cur.hash)) {
+        return bad(cur, 'edited: prev does not match the hash of the previous line');
+      }
+      return bad(before, 'edited: its hash does not match the prev recorded by the next line');
+    }
+  }
+  return result();
+}

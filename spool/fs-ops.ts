@@ -1,0 +1,147 @@
+/**
+ * The file-system calls the spool makes, behind one small interface.
+ *
+ * Every durable step of the spool (create a tmp file, write it, fsync it, rename or link it into
+ * place, fsync a directory) is a separate call here, so that a wrapper can record the order of the
+ * steps, inject an error into any one of them, or stop after the k-th step to simulate a crash.
+ * The spool never touches `node:fs` directly; the one exception is the advisory cross-process lock
+ * (proper-lockfile), which correctness does not depend on.
+ *
+ * Errors are Node's own (`err.code` = `ENOENT`, `EEXIST`, …): the spool branches on those codes and
+ * wraps anything unexpected into `HandoffError('IO')`.
+ */
+import * as fs from 'node:fs';
+import { promisify } from 'node:util';
+
+/** What the spool needs to know from `stat(2)`. */
+export interface FsStat {
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+  isFile: boolean;
+  isDirectory: boolean;
+}
+
+/** A file descriptor returned by `createExclusive` or `openAppend`. */
+export type FsFd = number;
+
+/** Every file-system call of the spool, one step each (see the header of this file). */
+export interface FsOps {
+  /** `open(O_WRONLY|O_CREAT|O_EXCL)`: fails with EEXIST if the path exists. */
+  createExclusive(path: string, mode: number): Promise<FsFd>;
+  /** `open(O_WRONLY|O_CREAT|O_APPEND)`. */
+  openAppend(path: string, mode: number): Promise<FsFd>;
+  /** Writes all of `data` at the current position (or at the end for an append descriptor). */
+  write(fd: FsFd, data: Uint8Array): Promise<void>;
+  fsync(fd: FsFd): Promise<void>;
+  close(fd: FsFd): Promise<void>;
+  /** `rename(2)`: atomically replaces `to` if it exists. */
+  rename(from: string, to: string): Promise<void>;
+  /** `link(2)`: fails with EEXIST if `newPath` exists (never replaces it). */
+  link(existing: string, newPath: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  truncate(path: string, length: number): Promise<void>;
+  /** Creates one directory; resolves false (not an error) when it already exists. */
+  mkdir(path: string, mode: number): Promise<boolean>;
+  /** Opens a directory and fsyncs it, so that renames/links/unlinks in it survive power loss. */
+  fsyncDir(path: string): Promise<void>;
+  readFile(path: string): Promise<Uint8Array>;
+  /** Up to `length` bytes starting at `position` (fewer at the end of the file). */
+  readRange(path: string, position: number, length: number): Promise<Uint8Array>;
+  readdir(path: string): Promise<string[]>;
+  stat(path: string): Promise<FsStat>;
+}
+
+/** The names of the calls that change what is on disk (for fault injection and step counting). */
+export const MUTATING_FS_CALLS = Object.freeze([
+  'createExclusive',
+  'openAppend',
+  'write',
+  'fsync',
+  'rename',
+  'link',
+  'unlink',
+  'truncate',
+  'mkdir',
+  'fsyncDir',
+] as const satisfies readonly (keyof FsOps)[]);
+
+const openP = promisify(fs.open);
+const writeP = promisify(fs.write);
+const readP = promisify(fs.read);
+const fsyncP = promisify(fs.fsync);
+const closeP = promisify(fs.close);
+
+const { O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_RDONLY } = fs.constants;
+
+function toStat(s: fs.Stats): FsStat {
+  return {
+    size: s.size,
+    mtimeMs: s.mtimeMs,
+    ctimeMs: s.ctimeMs,
+    ino: s.ino,
+    isFile: s.isFile(),
+    isDirectory: s.isDirectory(),
+  };
+}
+
+async function writeAll(fd: number, data: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    const { bytesWritten } = await writeP(fd, data, offset, data.length - offset, null);
+    offset += bytesWritten;
+  }
+}
+
+async function readRange(path: string, position: number, length: number): Promise<Uint8Array> {
+  const fd = await openP(path, O_RDONLY);
+  try {
+    const buf = Buffer.alloc(length);
+    let filled = 0;
+    while (filled < length) {
+      const { bytesRead } = await readP(fd, buf, filled, length - filled, position + filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    return buf.subarray(0, filled);
+  } finally {
+    await closeP(fd);
+  }
+}
+
+/** The real implementation on `node:fs` (callback API with numeric descriptors: the fastest path). */
+export function createRealFsOps(): FsOps {
+  return {
+    createExclusive: (path, mode) => openP(path, O_WRONLY | O_CREAT | O_EXCL, mode),
+    openAppend: (path, mode) => openP(path, O_WRONLY | O_CREAT | O_APPEND, mode),
+    write: writeAll,
+    fsync: (fd) => fsyncP(fd),
+    close: (fd) => closeP(fd),
+    rename: (from, to) => fs.promises.rename(from, to),
+    link: (existing, newPath) => fs.promises.link(existing, newPath),
+    unlink: (path) => fs.promises.unlink(path),
+    truncate: (path, length) => fs.promises.truncate(path, length),
+    mkdir: async (path, mode) => {
+      try {
+        await fs.promises.mkdir(path, { mode });
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+        throw err;
+      }
+    },
+    fsyncDir: async (path) => {
+      const fd = await openP(path, O_RDONLY);
+      try {
+        await fsyncP(fd);
+      } finally {
+        await closeP(fd);
+      }
+    },
+    readFile: (path) => fs.promises.readFile(path),
+    readRange,
+    readdir: (path) => fs.promises.readdir(path),
+    stat: async (path) => toStat(await fs.promises.stat(path)),
+  };
+}

@@ -1,0 +1,1455 @@
+/**
+ * The spool: a crash-safe durable store of handoffs, one file per handoff, moved between state
+ * directories by `rename(2)`.
+ *
+ * Layout under the root:
+ *   tmp/                     writes in progress, never read (`<pid>.<instance>.<n>`)
+ *   handoff/<id>.json        pending: the payload bytes exactly as received
+ *   claimed/<id>.json        claimed: envelope
+ *   archive/<hh>/<id>.json   completed: envelope
+ *   rejected/<hh>/<id>.json  rejected, expired or lease expired: envelope (with `reason`)
+ *   rejected/_invalid/<name> dropped files that are not valid payloads, kept as they were
+ *   rejected/_conflict/<name> dropped payloads whose id is taken by other bytes
+ *   events/<YYYY-MM-DD>.jsonl hash-chained audit log (see audit.ts)
+ * `hh` is the first two hex digits of SHA-256(id): 256 buckets (each created on first use) keep
+ * every operation O(1) in the size of the terminal directories, and `ls archive/*` still lists
+ * them all. `get(id)` never scans:
+ * it looks at the four paths the id can have.
+ *
+ * File contents (see envelope.ts): `handoff/` holds the plain payload (a gptme-voice reader of a
+ * shared spool sees what it expects); every later state holds `{"relay":{…},"payload":<payload
+ * text verbatim>}`, relay facts first, the payload byte-identical and so verifiable with the pair
+ * secret in every state.
+ *
+ * Durable write: write `tmp/<name>` (O_EXCL), fsync, close, rename or link into place, then fsync
+ * the destination directory and, for a rename out of a directory, the source directory. Directory
+ * fsyncs are group-committed (durable.ts). Any fsync/rename error rejects the operation (IO);
+ * nothing is acknowledged otherwise. `tmp/` itself is never fsynced: an entry that reappears there
+ * after a power loss is garbage that recovery deletes. Every file-system call goes through `FsOps`.
+ *
+ * Transitions. The rename is the single decision point, so no lock is needed for correctness; a
+ * destination that already exists is checked first, because rename would replace it.
+ * - put: parse and validate; the id already in claimed/archive/rejected → same payload text:
+ *   idempotent (`created: false`), other text: CONFLICT; else write tmp, `link(tmp,
+ *   handoff/<id>.json)` (link never replaces: EEXIST → same text idempotent, else CONFLICT),
+ *   unlink tmp, fsync handoff/. Puts of one id are serialized in-process.
+ * - claim(id, agent): agent must be `to_agent` (FORBIDDEN); past `expires_at` → moved to rejected
+ *   with reason `expired`, and EXPIRED; `rename(handoff/<id>.json, claimed/<id>.json)` decides
+ *   (ENOENT → ALREADY_CLAIMED if claimed or archived, EXPIRED if rejected as expired,
+ *   INVALID_STATE if otherwise rejected, NOT_FOUND if nowhere); then the claimed file is durably
+ *   replaced by the envelope with `claimed_by`, `claimed_at`, `lease_until` and the SHA-256 of a
+ *   fresh 32-byte token, which only the caller ever sees.
+ * - complete / reject of a claimed handoff: token (constant-time on its SHA-256) and lease checked
+ *   (FENCED), then `rename(claimed/<id>.json, archive|rejected/<hh>/<id>.json)` decides, then the
+ *   destination is rewritten with the final facts. Repeating with the same token and outcome/
+ *   reason returns the stored record; another outcome → INVALID_STATE.
+ * - reject of a pending handoff (by the target): `rename(handoff/…, rejected/<hh>/…)`, then the
+ *   envelope with `reason`, `rejected_by`, `rejected_at`.
+ * - sweep(now): pending past `expires_at` → rejected (`expired`); claims past `lease_until` →
+ *   rejected (`lease_expired`); same rename-first rule. A proper-lockfile lock keeps two janitors
+ *   from doing the same work; a sweep that finds the lock held does nothing.
+ *
+ * Between a transition's rename and its rewrite the moved file still holds its previous content.
+ * Readers interpret it as the rewrite would have left it (a raw payload in claimed/ is a claim with
+ * its lease counted from the file's ctime, no token; a raw payload in rejected/ was `expired` if
+ * past `expires_at` at ctime, else `recovered`; an envelope whose state disagrees with its
+ * directory is in the directory's state, reason/outcome `recovered`), and recovery writes exactly
+ * that, with `recovered: true`.
+ *
+ * Recovery (`recover()`, run by `openSpool`, idempotent): deletes tmp files whose writer is gone
+ * (another process that has exited, a closed instance of this process, or older than the stale
+ * age); adopts foreign names in handoff/; rolls forward files interrupted between rename and
+ * rewrite; resolves one id found in several directories by keeping the latest state
+ * (archive > rejected > claimed > pending) and removing the others (a copy whose payload text
+ * differs is moved to rejected/_conflict/ instead); cuts a half-written audit line.
+ * A file younger than `recoveryGraceMs` is not rewritten (a live process in local mode may be about
+ * to rewrite it); it is retried by later sweeps. Recovery reads the first bytes of every file of
+ * the terminal directories (an up-to-date envelope starts with `{"relay":{"state":"<its state>"`):
+ * that is O(size of archive), at start-up only, never per operation.
+ *
+ * Foreign names: the reference `HandoffWriter` drops `<caller_hash>-<seq>.json` into handoff/. A
+ * scan of handoff/ adopts such a file: valid → `link(foreign, handoff/<id>.json)`, unlink the
+ * foreign name (EEXIST or id already further on: same text → drop the copy, other text → moved to
+ * rejected/_conflict/); invalid → moved to rejected/_invalid/ as it was (the reason, and the id
+ * if one can be read, go to the audit log), once it is older than `foreignGraceMs` (a writer may
+ * still be writing it). Invalid files never go to `rejected/<hh>/<id>.json`, even when an id can
+ * be read: every file under a state directory is a valid payload with relay facts, which `get`,
+ * `list` and re-verification rely on. Only `*.json` names are looked at, so a writer's own
+ * temporary names are left alone.
+ *
+ * The pending index: `listPending` is served from memory, updated by this instance's transitions;
+ * handoff/ is rescanned (readdir + stat, re-reading only changed files) when its mtime changed or
+ * is too recent to trust (timestamps are coarse), unless `exclusive` says no other process writes.
+ *
+ * Audit: one line per transition and per payload delivery (`auditRead`), written before the
+ * operation resolves; listeners of `onTransition` are called synchronously as soon as the
+ * transition is durable, before the audit line is.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import * as path from 'node:path';
+import {
+  assertSafeId,
+  HandoffError,
+  isExpired,
+  isJsonObject,
+  isoMillis,
+  isSafeId,
+  parseIsoTime,
+  parseJson,
+  type ParsedPayload,
+} from '../protocol/index.js';
+import { AuditLog, type AuditEvent, type AuditEventName } from './audit.js';
+import { DirSyncer, errnoCode, ioError, newTmpOwner, parseTmpName, TmpWriter, type TmpOwner } from './durable.js';
+import { decodeIncoming, decodeStoredFile, encodeEnvelope, envelopePrefix, type StoredFile } from './envelope.js';
+import { createRealFsOps, type FsOps, type FsStat } from './fs-ops.js';
+import { tryLock } from './lock.js';
+import { KeyedMutex } from './mutex.js';
+import {
+  HANDOFF_STATES,
+  type Claim,
+  type CompleteInput,
+  type HandoffRecord,
+  type HandoffState,
+  type PendingEntry,
+  type PutResult,
+  type RecoveryReport,
+  type RejectInput,
+  type RelayFacts,
+  type SpoolApi,
+  type SweepResult,
+  type TransitionEvent,
+} from './types.js';
+
+/** Default claim lease. */
+export const DEFAULT_LEASE_MS = 15 * 60_000;
+/** Files younger than this are not rewritten by recovery (a live writer may still finish them). */
+export const DEFAULT_RECOVERY_GRACE_MS = 30_000;
+/** A foreign file that does not parse is left alone this long (its writer may still be writing). */
+export const DEFAULT_FOREIGN_GRACE_MS = 2_000;
+/** A tmp file this old is garbage even if its writer still runs. */
+const STALE_TMP_MS = 10 * 60_000;
+/**
+ * A directory mtime this recent may hide a second change in the same timestamp tick (Linux uses
+ * coarse clock ticks; some file systems keep whole seconds or two).
+ */
+const MTIME_SETTLE_MS = 2_000;
+/** Longest accepted reason/outcome: they are copied into relay facts and audit lines. */
+const MAX_REASON_CHARS = 256;
+const MAX_NOTES_CHARS = 8192;
+/** Who the relay names as the actor of its own decisions (expiry, lease expiry, invalid drops). */
+const RELAY_ACTOR = 'relay';
+
+const BUCKET_RE = /^[0-9a-f]{2}$/;
+const STATE_ORDER: readonly HandoffState[] = ['pending', 'claimed', 'rejected', 'archived'];
+const LATER_STATES: readonly HandoffState[] = ['claimed', 'rejected', 'archived'];
+
+/** Tmp-file owners that are open spool instances of this process. */
+const LIVE_INSTANCES = new Set<string>();
+
+/** Options of `openSpool`; validated in the `Spool` constructor before any I/O. */
+export interface SpoolOptions {
+  /** Spool root directory (its parent must exist). */
+  root: string;
+  /** Milliseconds since the epoch; `Date.now` by default. */
+  clock?: () => number;
+  /** Claim lease; 15 minutes by default. */
+  leaseMs?: number;
+  /** File-system calls; the real ones by default (tests inject recorders and fault injectors). */
+  fs?: FsOps;
+  /** Mode of files written (payloads hold transcripts): 0o600 by default. */
+  fileMode?: number;
+  /** Mode of directories created: 0o700 by default. */
+  dirMode?: number;
+  /** True when no other process writes this spool (hub mode): handoff/ is scanned only once. */
+  exclusive?: boolean;
+  recoveryGraceMs?: number;
+  foreignGraceMs?: number;
+}
+
+interface ResolvedOptions {
+  root: string;
+  clock: () => number;
+  leaseMs: number;
+  fs: FsOps;
+  fileMode: number;
+  dirMode: number;
+  exclusive: boolean;
+  recoveryGraceMs: number;
+  foreignGraceMs: number;
+}
+
+function resolveOptions(options: SpoolOptions): ResolvedOptions {
+  if (options === null || typeof options !== 'object') throw new HandoffError('CONFIG', 'spool options must be an object');
+  if (typeof options.root !== 'string' || options.root === '') throw new HandoffError('CONFIG', 'spool root must be a non-empty path');
+  const nonNegative = (name: string, v: number | undefined, fallback: number, min = 0): number => {
+    if (v === undefined) return fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new HandoffError('CONFIG', `${name} must be a number ≥ ${min}`);
+    return v;
+  };
+  const mode = (name: string, v: number | undefined, fallback: number): number => {
+    if (v === undefined) return fallback;
+    if (!Number.isInteger(v) || v < 0 || v > 0o7777) throw new HandoffError('CONFIG', `${name} must be a file mode`);
+    return v;
+  };
+  if (options.clock !== undefined && typeof options.clock !== 'function') throw new HandoffError('CONFIG', 'clock must be a function');
+  return {
+    root: path.resolve(options.root),
+    clock: options.clock ?? Date.now,
+    leaseMs: nonNegative('leaseMs', options.leaseMs, DEFAULT_LEASE_MS, 1),
+    fs: options.fs ?? createRealFsOps(),
+    fileMode: mode('fileMode', options.fileMode, 0o600),
+    dirMode: mode('dirMode', options.dirMode, 0o700),
+    exclusive: options.exclusive ?? false,
+    recoveryGraceMs: nonNegative('recoveryGraceMs', options.recoveryGraceMs, DEFAULT_RECOVERY_GRACE_MS),
+    foreignGraceMs: nonNegative('foreignGraceMs', options.foreignGraceMs, DEFAULT_FOREIGN_GRACE_MS),
+  };
+}
+
+function sha256Hex(data: string): string {
+  return createHash('sha256').update(data, 'utf8').digest('hex');
+}
+
+/** The bucket of an id in the terminal directories. */
+export function bucketOf(id: string): string {
+  return sha256Hex(id).slice(0, 2);
+}
+
+function tokenMatches(relay: RelayFacts, token: unknown): boolean {
+  if (typeof token !== 'string' || typeof relay.claim_token_sha256 !== 'string') return false;
+  const expected = Buffer.from(relay.claim_token_sha256, 'hex');
+  const actual = Buffer.from(sha256Hex(token), 'hex');
+  return expected.length === actual.length && timingSafeEqual(expected, actual);
+}
+
+function isLive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return errnoCode(err) === 'EPERM';
+  }
+}
+
+function checkText(name: string, v: unknown, max: number): string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > max) {
+    throw new HandoffError('BAD_REQUEST', `${name} must be a non-empty string of at most ${max} characters`);
+  }
+  return v;
+}
+
+interface PendingItem {
+  entry: PendingEntry;
+  payload: ParsedPayload;
+  expiresAtMs: number;
+  initiatedAtMs: number;
+}
+
+interface FileCacheItem {
+  ino: number;
+  mtimeMs: number;
+  size: number;
+  item: PendingItem | null;
+}
+
+interface Located {
+  state: HandoffState;
+  path: string;
+  file: StoredFile;
+}
+
+type JournalOp = { add: PendingItem } | { remove: string };
+
+/** Result of a move that lost to someone else's rename. */
+const GONE = Symbol('gone');
+
+/** The spool over one root directory. Create it with `openSpool`. */
+export class Spool implements SpoolApi {
+  readonly root: string;
+  readonly #o: ResolvedOptions;
+  readonly #fs: FsOps;
+  readonly #dirs: DirSyncer;
+  readonly #tmp: TmpWriter;
+  readonly #owner: TmpOwner;
+  readonly #audit: AuditLog;
+  readonly #idLock = new KeyedMutex();
+  readonly #listeners = new Set<(event: TransitionEvent) => void>();
+  readonly #paths: { tmp: string; handoff: string; claimed: string; archive: string; rejected: string; events: string; invalid: string; conflict: string };
+
+  #pending = new Map<string, PendingItem>();
+  #pendingFiles = new Map<string, FileCacheItem>();
+  #handoffMtime: number | undefined;
+  /** True when the last scan began after `#handoffMtime` had settled: a later change shows up as a new mtime. */
+  #handoffSettled = false;
+  #forceRescan = false;
+  #scanning: Promise<void> | null = null;
+  #journal: JournalOp[] | null = null;
+  /** Files recovery left for later because they were too young to rewrite. */
+  readonly #deferred = new Map<string, HandoffState>();
+  /** Directories known to exist (bucket directories are created on first use). */
+  readonly #knownDirs = new Set<string>();
+  #closing: Promise<void> | null = null;
+
+  /** Validates the options; does no I/O (call `recover()`, or use `openSpool`). @throws HandoffError CONFIG */
+  constructor(options: SpoolOptions) {
+    this.#o = resolveOptions(options);
+    this.root = this.#o.root;
+    this.#fs = this.#o.fs;
+    const r = this.root;
+    this.#paths = {
+      tmp: path.join(r, 'tmp'),
+      handoff: path.join(r, HANDOFF_STATES.pending),
+      claimed: path.join(r, HANDOFF_STATES.claimed),
+      archive: path.join(r, HANDOFF_STATES.archived),
+      rejected: path.join(r, HANDOFF_STATES.rejected),
+      events: path.join(r, 'events'),
+      invalid: path.join(r, HANDOFF_STATES.rejected, '_invalid'),
+      conflict: path.join(r, HANDOFF_STATES.rejected, '_conflict'),
+    };
+    this.#dirs = new DirSyncer(this.#fs);
+    this.#owner = newTmpOwner();
+    LIVE_INSTANCES.add(this.#owner.instance);
+    this.#tmp = new TmpWriter(this.#fs, this.#paths.tmp, this.#o.fileMode, this.#owner);
+    this.#audit = new AuditLog({ fs: this.#fs, dir: this.#paths.events, clock: this.#o.clock, fileMode: this.#o.fileMode });
+  }
+
+  // ---------------------------------------------------------------- paths
+
+  #dirOf(state: HandoffState, id: string): string {
+    switch (state) {
+      case 'pending':
+        return this.#paths.handoff;
+      case 'claimed':
+        return this.#paths.claimed;
+      case 'archived':
+        return path.join(this.#paths.archive, bucketOf(id));
+      case 'rejected':
+        return path.join(this.#paths.rejected, bucketOf(id));
+    }
+  }
+
+  #pathOf(state: HandoffState, id: string): string {
+    return path.join(this.#dirOf(state, id), `${id}.json`);
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  async put(raw: Uint8Array | string): Promise<PutResult> {
+    this.#assertOpen();
+    const { payload, payloadText } = decodeIncoming(raw);
+    const id = payload.handoff_id;
+    assertSafeId(id);
+    const bytes = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw;
+    return this.#guard('put', () => this.#idLock.run(id, () => this.#put(id, bytes, payload, payloadText)));
+  }
+
+  async claim(id: string, agent: string): Promise<Claim> {
+    this.#assertOpen();
+    assertSafeId(id);
+    checkText('agent', agent, 64);
+    return this.#guard('claim', () => this.#claim(id, agent));
+  }
+
+  async renew(id: string, token: string, leaseMs?: number): Promise<HandoffRecord> {
+    this.#assertOpen();
+    assertSafeId(id);
+    if (leaseMs !== undefined && (!Number.isFinite(leaseMs) || leaseMs <= 0)) throw new HandoffError('BAD_REQUEST', 'leaseMs must be positive');
+    return this.#guard('renew', () => this.#idLock.run(id, () => this.#renew(id, token, leaseMs ?? this.#o.leaseMs)));
+  }
+
+  async complete(id: string, token: string, input: CompleteInput): Promise<HandoffRecord> {
+    this.#assertOpen();
+    assertSafeId(id);
+    checkText('outcome', input?.outcome, MAX_REASON_CHARS);
+    if (input.notes !== undefined) checkText('notes', input.notes, MAX_NOTES_CHARS);
+    if (input.finalTranscript !== undefined && !Array.isArray(input.finalTranscript)) {
+      throw new HandoffError('BAD_REQUEST', 'finalTranscript must be a list');
+    }
+    return this.#guard('complete', () => this.#idLock.run(id, () => this.#complete(id, token, input)));
+  }
+
+  async reject(id: string, input: RejectInput): Promise<HandoffRecord> {
+    this.#assertOpen();
+    assertSafeId(id);
+    checkText('reason', input?.reason, MAX_REASON_CHARS);
+    checkText('by', input.by, 64);
+    return this.#guard('reject', () => this.#idLock.run(id, () => this.#reject(id, input)));
+  }
+
+  async get(id: string): Promise<HandoffRecord | undefined> {
+    this.#assertOpen();
+    assertSafeId(id);
+    return this.#guard('get', async () => {
+      let found = await this.#locate(id);
+      if (!found) {
+        // Perhaps dropped under a foreign name and not adopted yet.
+        await this.#refreshPending();
+        found = await this.#locate(id);
+      }
+      return found ? this.#recordOf(found) : undefined;
+    });
+  }
+
+  async listPending(agent?: string): Promise<PendingEntry[]> {
+    this.#assertOpen();
+    return this.#guard('listPending', async () => {
+      await this.#refreshPending();
+      return [...this.#pending.values()]
+        .filter((p) => agent === undefined || p.entry.toAgent === agent)
+        .sort((a, b) => a.initiatedAtMs - b.initiatedAtMs || (a.entry.id < b.entry.id ? -1 : a.entry.id > b.entry.id ? 1 : 0))
+        .map((p) => p.entry);
+    });
+  }
+
+  async list(state: HandoffState): Promise<HandoffRecord[]> {
+    this.#assertOpen();
+    if (!Object.hasOwn(HANDOFF_STATES, state)) throw new HandoffError('BAD_REQUEST', `unknown state ${String(state)}`);
+    return this.#guard('list', async () => {
+      if (state === 'pending') {
+        await this.#refreshPending();
+        return [...this.#pending.values()]
+          .sort((a, b) => a.initiatedAtMs - b.initiatedAtMs)
+          .map((p) => this.#pendingRecord(p.payload, p.entry.payloadText));
+      }
+      const base = state === 'archived' ? this.#paths.archive : this.#paths.rejected;
+      const dirs =
+        state === 'claimed'
+          ? [this.#paths.claimed]
+          : (await this.#readdirIfExists(base)).filter((b) => BUCKET_RE.test(b)).sort().map((b) => path.join(base, b));
+      const out: HandoffRecord[] = [];
+      for (const dir of dirs) {
+        for (const name of (await this.#readdirIfExists(dir)).sort()) {
+          const id = idOfName(name);
+          if (id === undefined) continue;
+          const full = path.join(dir, name);
+          const bytes = await this.#readIfExists(full);
+          if (!bytes) continue;
+          const file = this.#decodeOrThrow(full, bytes);
+          out.push(await this.#recordOf({ state, path: full, file }));
+        }
+      }
+      return out;
+    });
+  }
+
+  async sweep(nowMs?: number): Promise<SweepResult> {
+    this.#assertOpen();
+    return this.#guard('sweep', async () => {
+      const result: SweepResult = { expired: [], leaseExpired: [] };
+      const release = await tryLock(path.join(this.#paths.events, '.sweep.lock'));
+      if (!release) return result;
+      try {
+        const now = nowMs ?? this.#o.clock();
+        await this.#refreshPending();
+        for (const item of [...this.#pending.values()]) {
+          if (!(now > item.expiresAtMs)) continue;
+          const id = item.entry.id;
+          const moved = await this.#idLock.run(id, async () => {
+            const file: StoredFile = { kind: 'raw', payloadText: item.entry.payloadText, payload: item.payload, relay: undefined };
+            return this.#rejectPending(id, file, { reason: 'expired', by: RELAY_ACTOR, event: 'expire', now });
+          });
+          if (moved !== GONE) result.expired.push(id);
+        }
+        for (const name of await this.#readdirIfExists(this.#paths.claimed)) {
+          const id = idOfName(name);
+          if (id === undefined) continue;
+          const moved = await this.#idLock.run(id, () => this.#expireLeaseIfDue(id, now));
+          if (moved) result.leaseExpired.push(id);
+        }
+        for (const [file, state] of [...this.#deferred]) {
+          if (await this.#rollForwardFile(state, file, now)) this.#deferred.delete(file);
+        }
+      } finally {
+        await release();
+      }
+      return result;
+    });
+  }
+
+  onTransition(listener: (event: TransitionEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => {
+      this.#listeners.delete(listener);
+    };
+  }
+
+  /**
+   * Records in the audit log that `by` was given the payload of `id` (poll, get).
+   * @throws HandoffError NOT_FOUND, IO
+   */
+  async auditRead(id: string, by: string): Promise<void> {
+    this.#assertOpen();
+    assertSafeId(id);
+    return this.#guard('auditRead', async () => {
+      const item = this.#pending.get(id);
+      let facts: { from: string; to: string; state: HandoffState };
+      if (item) {
+        facts = { from: item.entry.fromAgent, to: item.entry.toAgent, state: 'pending' };
+      } else {
+        const found = await this.#locate(id);
+        if (!found) throw new HandoffError('NOT_FOUND', 'no such handoff');
+        facts = { from: found.file.payload.from_agent, to: found.file.payload.to_agent, state: found.state };
+      }
+      await this.#audit.append({ event: 'read', id, from_agent: facts.from, to_agent: facts.to, state: facts.state, by });
+    });
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#audit.drain();
+      LIVE_INSTANCES.delete(this.#owner.instance);
+    })();
+    return this.#closing;
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  #assertOpen(): void {
+    if (this.#closing) throw new HandoffError('UNAVAILABLE', 'the spool is closed');
+  }
+
+  async #guard<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw ioError(`spool ${what}`, err);
+    }
+  }
+
+  #emit(event: TransitionEvent): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(event);
+      } catch {
+        // A listener's failure must not turn a durable transition into an error for its caller.
+      }
+    }
+  }
+
+  /** Queues the audit line (fixing its place in the chain), tells listeners, then waits for the line. */
+  async #committed(event: TransitionEvent, audit: AuditEvent): Promise<void> {
+    const written = this.#audit.append(audit);
+    this.#emit(event);
+    await written;
+  }
+
+  async #readIfExists(file: string): Promise<Uint8Array | undefined> {
+    try {
+      return await this.#fs.readFile(file);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async #statIfExists(file: string): Promise<FsStat | undefined> {
+    try {
+      return await this.#fs.stat(file);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async #readdirIfExists(dir: string): Promise<string[]> {
+    try {
+      return await this.#fs.readdir(dir);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return [];
+      throw err;
+    }
+  }
+
+  /** Creates a bucket directory on first use (and makes its entry in the parent durable). */
+  async #ensureDir(dir: string): Promise<void> {
+    if (this.#knownDirs.has(dir)) return;
+    if (await this.#fs.mkdir(dir, this.#o.dirMode)) await this.#dirs.sync(path.dirname(dir));
+    this.#knownDirs.add(dir);
+  }
+
+  /** Renames into a state directory, reporting a lost race (the source is gone) as GONE. */
+  async #renameOrGone(from: string, to: string): Promise<void | typeof GONE> {
+    const dir = path.dirname(to);
+    await this.#ensureDir(dir);
+    try {
+      await this.#fs.rename(from, to);
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+      // ENOENT may also mean the destination directory was removed (an emptied bucket purged).
+      if (!(await this.#statIfExists(from)) || (await this.#statIfExists(dir))) return GONE;
+      this.#knownDirs.delete(dir);
+      await this.#ensureDir(dir);
+      try {
+        await this.#fs.rename(from, to);
+      } catch (again) {
+        if (errnoCode(again) === 'ENOENT') return GONE;
+        throw again;
+      }
+    }
+  }
+
+  /** Durably replaces `dest` with `text` (tmp, fsync, rename); the caller fsyncs the directory. */
+  async #replace(dest: string, text: string): Promise<void> {
+    const tmp = await this.#tmp.write(Buffer.from(text, 'utf8'));
+    await this.#fs.rename(tmp, dest);
+  }
+
+  #decodeOrThrow(file: string, bytes: Uint8Array): StoredFile {
+    try {
+      return decodeStoredFile(bytes);
+    } catch (err) {
+      throw new HandoffError('IO', `spool file ${path.relative(this.root, file)} is not a valid handoff file`, { cause: err });
+    }
+  }
+
+  /** Every place the id is, in the order states are reached; the latest wins. */
+  async #locate(id: string, states: readonly HandoffState[] = STATE_ORDER): Promise<Located | undefined> {
+    let found: Located | undefined;
+    // Looking in the order a handoff moves means a move in progress cannot hide it from us.
+    for (const state of states) {
+      const file = this.#pathOf(state, id);
+      const bytes = await this.#readIfExists(file);
+      if (bytes) found = { state, path: file, file: this.#decodeOrThrow(file, bytes) };
+    }
+    return found;
+  }
+
+  /** The state after `pending` that the id is in, if any (stat only). */
+  async #laterState(id: string): Promise<HandoffState | undefined> {
+    for (const state of ['archived', 'rejected', 'claimed'] as const) {
+      if (await this.#statIfExists(this.#pathOf(state, id))) return state;
+    }
+    return undefined;
+  }
+
+  #pendingRelay(payload: ParsedPayload): RelayFacts {
+    return { state: 'pending', handoff_id: payload.handoff_id, from_agent: payload.from_agent, to_agent: payload.to_agent };
+  }
+
+  #pendingRecord(payload: ParsedPayload, payloadText: string): HandoffRecord {
+    return {
+      id: payload.handoff_id,
+      state: 'pending',
+      payloadText,
+      payload,
+      relay: this.#pendingRelay(payload),
+      path: this.#pathOf('pending', payload.handoff_id),
+    };
+  }
+
+  /** The relay facts a file stands for in `state` (what recovery would write if it must). */
+  async #effectiveRelay(state: HandoffState, file: string, stored: StoredFile): Promise<RelayFacts> {
+    if (state === 'pending') return this.#pendingRelay(stored.payload);
+    if (stored.relay && stored.relay.state === state) return stored.relay;
+    const st = await this.#statIfExists(file);
+    const at = st ? Math.max(st.ctimeMs, st.mtimeMs) : this.#o.clock();
+    return this.#rolledForward(state, stored, at);
+  }
+
+  #rolledForward(state: HandoffState, stored: StoredFile, atMs: number): RelayFacts {
+    const p = stored.payload;
+    const base: RelayFacts = stored.relay
+      ? { ...stored.relay }
+      : { state, handoff_id: p.handoff_id, from_agent: p.from_agent, to_agent: p.to_agent };
+    const at = isoMillis(atMs);
+    switch (state) {
+      case 'pending':
+        return this.#pendingRelay(p);
+      case 'claimed':
+        return {
+          ...base,
+          state,
+          claimed_by: base.claimed_by ?? p.to_agent,
+          claimed_at: base.claimed_at ?? at,
+          lease_until: base.lease_until ?? isoMillis(atMs + this.#o.leaseMs),
+          recovered: true,
+        };
+      case 'archived':
+        return { ...base, state, completed_at: base.completed_at ?? at, outcome: base.outcome ?? 'recovered', recovered: true };
+      case 'rejected': {
+        let reason = base.reason;
+        if (reason === undefined && (!stored.relay || stored.relay.state === 'pending')) {
+          reason = isExpired(p, atMs) ? 'expired' : 'recovered';
+        } else if (reason === undefined) {
+          const leaseUntil = base.lease_until ? parseIsoTime(base.lease_until) : undefined;
+          reason = leaseUntil !== undefined && atMs > leaseUntil ? 'lease_expired' : 'recovered';
+        }
+        return { ...base, state, rejected_at: base.rejected_at ?? at, reason, rejected_by: base.rejected_by ?? RELAY_ACTOR, recovered: true };
+      }
+    }
+  }
+
+  async #recordOf(found: Located): Promise<HandoffRecord> {
+    return {
+      id: found.file.payload.handoff_id,
+      state: found.state,
+      payloadText: found.file.payloadText,
+      payload: found.file.payload,
+      relay: await this.#effectiveRelay(found.state, found.path, found.file),
+      path: found.path,
+    };
+  }
+
+  #recordFromRelay(state: HandoffState, stored: StoredFile, relay: RelayFacts, file: string): HandoffRecord {
+    return { id: relay.handoff_id, state, payloadText: stored.payloadText, payload: stored.payload, relay, path: file };
+  }
+
+  #auditFor(event: AuditEventName, payload: ParsedPayload, state: HandoffState | null, extra: { reason?: string; by?: string; file?: string } = {}): AuditEvent {
+    return { event, id: payload.handoff_id, from_agent: payload.from_agent, to_agent: payload.to_agent, state, ...extra };
+  }
+
+  // ---------------------------------------------------------------- pending index
+
+  #makeItem(fileName: string, payload: ParsedPayload, payloadText: string): PendingItem {
+    return {
+      entry: {
+        id: payload.handoff_id,
+        toAgent: payload.to_agent,
+        fromAgent: payload.from_agent,
+        expiresAt: payload.expires_at,
+        initiatedAt: payload.initiated_at,
+        fileName,
+        payloadText,
+      },
+      payload,
+      expiresAtMs: parseIsoTime(payload.expires_at) ?? 0,
+      initiatedAtMs: parseIsoTime(payload.initiated_at) ?? 0,
+    };
+  }
+
+  #indexAdd(item: PendingItem): void {
+    this.#pending.set(item.entry.id, item);
+    this.#journal?.push({ add: item });
+  }
+
+  #indexRemove(id: string): void {
+    this.#pending.delete(id);
+    this.#pendingFiles.delete(`${id}.json`);
+    this.#journal?.push({ remove: id });
+  }
+
+  async #refreshPending(): Promise<void> {
+    while (this.#scanning) await this.#scanning;
+    if (this.#o.exclusive && this.#handoffMtime !== undefined && !this.#forceRescan) return;
+    const st = await this.#fs.stat(this.#paths.handoff);
+    if (!this.#forceRescan && this.#handoffSettled && st.mtimeMs === this.#handoffMtime) return;
+    if (this.#scanning) return this.#refreshPending();
+    await this.#exclusiveScan(() => this.#scanPending(st.mtimeMs, false));
+  }
+
+  /** Whether a change made after now would surely give the directory a new mtime. */
+  #mtimeSettled(mtimeMs: number): boolean {
+    // Wall-clock time on purpose: it is compared with a file-system timestamp, not a deadline.
+    return Date.now() - mtimeMs > MTIME_SETTLE_MS;
+  }
+
+  /** Runs one scan of handoff/ at a time; others wait for it (its error goes to its starter only). */
+  async #exclusiveScan<T>(scan: () => Promise<T>): Promise<T> {
+    while (this.#scanning) await this.#scanning;
+    const running = scan();
+    const settled = running.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#scanning = settled;
+    try {
+      return await running;
+    } finally {
+      if (this.#scanning === settled) this.#scanning = null;
+    }
+  }
+
+  /** Reads handoff/, adopting foreign names; in recovery also removes copies of ids further on. */
+  async #scanPending(dirMtime: number, recovery: boolean): Promise<{ adopted: number; duplicates: number; invalid: number }> {
+    const counts = { adopted: 0, duplicates: 0, invalid: 0 };
+    const settled = this.#mtimeSettled(dirMtime);
+    this.#journal = [];
+    let retry = false;
+    const files = new Map<string, FileCacheItem>();
+    try {
+      for (const name of await this.#fs.readdir(this.#paths.handoff)) {
+        if (!name.endsWith('.json') || name.startsWith('.')) continue;
+        const full = path.join(this.#paths.handoff, name);
+        const st = await this.#statIfExists(full);
+        if (!st || !st.isFile) continue;
+        const cached = this.#pendingFiles.get(name);
+        if (cached && cached.ino === st.ino && cached.mtimeMs === st.mtimeMs && cached.size === st.size) {
+          files.set(name, cached);
+          continue;
+        }
+        const bytes = await this.#readIfExists(full);
+        if (!bytes) continue;
+        let stored: StoredFile;
+        try {
+          stored = decodeStoredFile(bytes);
+        } catch (err) {
+          if (this.#o.clock() - st.mtimeMs < this.#o.foreignGraceMs) {
+            retry = true;
+            continue;
+          }
+          await this.#quarantine(name, full, bytes, err);
+          counts.invalid++;
+          continue;
+        }
+        const id = stored.payload.handoff_id;
+        const cacheOf = (item: PendingItem | null): FileCacheItem => ({ ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, item });
+        if (name !== `${id}.json`) {
+          const item = await this.#adopt(name, full, stored);
+          if (item) {
+            files.set(`${id}.json`, cacheOf(item));
+            counts.adopted++;
+          }
+          continue;
+        }
+        if (await this.#laterState(id)) {
+          // Either a copy of a handoff that is further on, or one that moved on while we looked.
+          if (recovery) {
+            const later = await this.#locateLater(id);
+            if (later && (await this.#statIfExists(full))) {
+              await this.#resolveCopy(name, full, stored, later);
+              counts.duplicates++;
+            }
+          }
+          continue;
+        }
+        if (stored.kind === 'envelope') {
+          // Someone put an envelope back into handoff/ (a manual requeue): the state directory is
+          // the truth, and handoff/ holds plain payloads.
+          if (!recovery) continue;
+          await this.#replace(full, stored.payloadText);
+          await this.#dirs.sync(this.#paths.handoff);
+          const fresh = await this.#statIfExists(full);
+          if (!fresh) continue;
+          files.set(name, { ino: fresh.ino, mtimeMs: fresh.mtimeMs, size: fresh.size, item: this.#makeItem(name, stored.payload, stored.payloadText) });
+          continue;
+        }
+        files.set(name, cacheOf(this.#makeItem(name, stored.payload, stored.payloadText)));
+      }
+      const next = new Map<string, PendingItem>();
+      for (const f of files.values()) if (f.item) next.set(f.item.entry.id, f.item);
+      // Our own transitions made while the scan ran are newer than what it read.
+      for (const op of this.#journal) {
+        if ('add' in op) next.set(op.add.entry.id, op.add);
+        else {
+          next.delete(op.remove);
+          files.delete(`${op.remove}.json`);
+        }
+      }
+      this.#pending = next;
+      this.#pendingFiles = files;
+      this.#handoffMtime = dirMtime;
+      this.#handoffSettled = settled;
+      this.#forceRescan = retry;
+    } finally {
+      this.#journal = null;
+    }
+    return counts;
+  }
+
+  /** Takes a foreign-named payload in under its own name; the item for it, or null if dropped. */
+  async #adopt(name: string, full: string, stored: StoredFile): Promise<PendingItem | null> {
+    const id = stored.payload.handoff_id;
+    const own = this.#pathOf('pending', id);
+    const later = await this.#locateLater(id);
+    if (later) {
+      await this.#resolveCopy(name, full, stored, later);
+      return null;
+    }
+    try {
+      await this.#fs.link(full, own);
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST') throw err;
+      const existing = await this.#readIfExists(own);
+      const same = existing !== undefined && this.#sameText(existing, stored.payloadText);
+      if (same) await this.#dropCopy(full, stored, 'pending');
+      else await this.#moveAside(name, full, this.#paths.conflict, this.#auditFor('conflict', stored.payload, 'pending', { file: name }));
+      return null;
+    }
+    await this.#fs.unlink(full);
+    await this.#dirs.sync(this.#paths.handoff);
+    const item = this.#makeItem(`${id}.json`, stored.payload, stored.payloadText);
+    this.#indexAdd(item);
+    await this.#committed(
+      { id, from: null, to: 'pending', fromAgent: stored.payload.from_agent, toAgent: stored.payload.to_agent },
+      this.#auditFor('adopt', stored.payload, 'pending', { file: name }),
+    );
+    return item;
+  }
+
+  #sameText(bytes: Uint8Array, payloadText: string): boolean {
+    try {
+      return decodeStoredFile(bytes).payloadText === payloadText;
+    } catch {
+      return false;
+    }
+  }
+
+  async #locateLater(id: string): Promise<Located | undefined> {
+    return this.#locate(id, LATER_STATES);
+  }
+
+  /** A second file for a handoff kept as `kept`: removed if it says the same, else moved aside. */
+  async #resolveCopy(name: string, full: string, stored: StoredFile, kept: Located): Promise<void> {
+    if (kept.file.payloadText === stored.payloadText) return this.#dropCopy(full, stored, kept.state);
+    await this.#moveAside(name, full, this.#paths.conflict, this.#auditFor('conflict', stored.payload, kept.state, { file: path.relative(this.root, full) }));
+  }
+
+  /** Removes a copy of a handoff that is kept elsewhere (`kept`), and records that. */
+  async #dropCopy(full: string, stored: StoredFile, kept: HandoffState): Promise<void> {
+    try {
+      await this.#fs.unlink(full);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return;
+      throw err;
+    }
+    await this.#dirs.sync(path.dirname(full));
+    await this.#audit.append(this.#auditFor('duplicate', stored.payload, kept, { file: path.relative(this.root, full) }));
+  }
+
+  /** Moves a dropped file out of handoff/ into `dir` under its own name (never replacing one). */
+  async #moveAside(name: string, full: string, dir: string, audit: AuditEvent): Promise<void> {
+    for (let n = 0; ; n++) {
+      const target = path.join(dir, n === 0 ? name : `${name}.${n}`);
+      try {
+        await this.#fs.link(full, target);
+        break;
+      } catch (err) {
+        if (errnoCode(err) !== 'EEXIST' || n >= 1000) throw err;
+      }
+    }
+    await this.#fs.unlink(full);
+    await Promise.all([this.#dirs.sync(dir), this.#dirs.sync(path.dirname(full))]);
+    await this.#audit.append(audit);
+  }
+
+  async #quarantine(name: string, full: string, bytes: Uint8Array, err: unknown): Promise<void> {
+    const code = err instanceof HandoffError ? err.code : 'SCHEMA';
+    let id = '';
+    let from = '';
+    let to = '';
+    try {
+      const tree = parseJson(bytes);
+      if (isJsonObject(tree)) {
+        if (isSafeId(tree.handoff_id)) id = tree.handoff_id;
+        if (typeof tree.from_agent === 'string' && tree.from_agent.length <= 64) from = tree.from_agent;
+        if (typeof tree.to_agent === 'string' && tree.to_agent.length <= 64) to = tree.to_agent;
+      }
+    } catch {
+      // Not even JSON: recorded by file name only.
+    }
+    await this.#moveAside(name, full, this.#paths.invalid, {
+      event: 'invalid',
+      id,
+      from_agent: from,
+      to_agent: to,
+      state: null,
+      reason: code,
+      by: RELAY_ACTOR,
+      file: name,
+    });
+  }
+
+  // ---------------------------------------------------------------- transitions
+
+  async #put(id: string, bytes: Uint8Array, payload: ParsedPayload, payloadText: string): Promise<PutResult> {
+    const later = await this.#locateLater(id);
+    if (later) return this.#existingPut(later, payloadText);
+    const dest = this.#pathOf('pending', id);
+    const tmp = await this.#tmp.write(bytes);
+    try {
+      await this.#fs.link(tmp, dest);
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST') throw err;
+      await this.#fs.unlink(tmp);
+      const existing = await this.#locate(id);
+      if (!existing) throw new HandoffError('IO', 'a concurrent transition moved the handoff; retry');
+      // The first writer may not have fsynced the directory yet: an idempotent answer is an
+      // acknowledgement too.
+      await this.#dirs.sync(this.#dirOf(existing.state, id));
+      return this.#existingPut(existing, payloadText);
+    }
+    await this.#fs.unlink(tmp);
+    await this.#dirs.sync(this.#paths.handoff);
+    // A transition of an earlier copy may have run between the check above and the link: then
+    // the file just linked is a second copy of a handoff that has moved on.
+    const movedOn = await this.#locateLater(id);
+    if (movedOn) {
+      try {
+        await this.#fs.unlink(dest);
+      } catch (err) {
+        if (errnoCode(err) !== 'ENOENT') throw err;
+        // Ours was claimed (or rejected) already; it was created.
+        return { record: await this.#recordOf(movedOn), created: true };
+      }
+      await this.#dirs.sync(this.#paths.handoff);
+      return this.#existingPut(movedOn, payloadText);
+    }
+    const item = this.#makeItem(`${id}.json`, payload, payloadText);
+    this.#indexAdd(item);
+    await this.#committed(
+      { id, from: null, to: 'pending', fromAgent: payload.from_agent, toAgent: payload.to_agent },
+      this.#auditFor('put', payload, 'pending'),
+    );
+    return { record: this.#pendingRecord(payload, payloadText), created: true };
+  }
+
+  async #existingPut(found: Located, payloadText: string): Promise<PutResult> {
+    if (found.file.payloadText !== payloadText) {
+      throw new HandoffError('CONFLICT', 'a handoff with this id and other content exists');
+    }
+    return { record: await this.#recordOf(found), created: false };
+  }
+
+  async #claim(id: string, agent: string): Promise<Claim> {
+    const src = this.#pathOf('pending', id);
+    let bytes = await this.#readIfExists(src);
+    if (!bytes) {
+      await this.#refreshPending();
+      bytes = await this.#readIfExists(src);
+    }
+    if (!bytes) return this.#claimLost(id);
+    const stored = this.#decodeOrThrow(src, bytes);
+    const payload = stored.payload;
+    if (payload.to_agent !== agent) throw new HandoffError('FORBIDDEN', 'only the target agent may claim a handoff');
+    const now = this.#o.clock();
+    if (isExpired(payload, now)) {
+      await this.#idLock.run(id, () => this.#rejectPending(id, stored, { reason: 'expired', by: RELAY_ACTOR, event: 'expire', now }));
+      throw new HandoffError('EXPIRED', 'the handoff is past its expires_at');
+    }
+    const dest = this.#pathOf('claimed', id);
+    // rename replaces an existing destination: never let a stray pending copy overwrite a claim.
+    if (await this.#statIfExists(dest)) throw new HandoffError('ALREADY_CLAIMED', 'handoff already claimed');
+    if ((await this.#renameOrGone(src, dest)) === GONE) return this.#claimLost(id);
+    this.#indexRemove(id);
+    const token = randomBytes(32).toString('base64url');
+    const leaseUntil = isoMillis(now + this.#o.leaseMs);
+    const st = await this.#statIfExists(dest);
+    const relay: RelayFacts = {
+      state: 'claimed',
+      handoff_id: id,
+      from_agent: payload.from_agent,
+      to_agent: payload.to_agent,
+      ...(st ? { received_at: isoMillis(st.mtimeMs) } : {}),
+      claimed_by: agent,
+      claimed_at: isoMillis(now),
+      lease_until: leaseUntil,
+      claim_token_sha256: sha256Hex(token),
+    };
+    await this.#replace(dest, encodeEnvelope(relay, stored.payloadText));
+    await Promise.all([this.#dirs.sync(this.#paths.claimed), this.#dirs.sync(this.#paths.handoff)]);
+    await this.#committed(
+      { id, from: 'pending', to: 'claimed', fromAgent: payload.from_agent, toAgent: payload.to_agent },
+      this.#auditFor('claim', payload, 'claimed', { by: agent }),
+    );
+    return { record: this.#recordFromRelay('claimed', stored, relay, dest), token, leaseUntil };
+  }
+
+  /** Why a claim found no pending file. */
+  async #claimLost(id: string): Promise<never> {
+    const found = await this.#locate(id);
+    if (!found) throw new HandoffError('NOT_FOUND', 'no such handoff');
+    if (found.state === 'rejected') {
+      const relay = await this.#effectiveRelay(found.state, found.path, found.file);
+      if (relay.reason === 'expired') throw new HandoffError('EXPIRED', 'the handoff expired before it was claimed');
+      throw new HandoffError('INVALID_STATE', `the handoff was rejected (${relay.reason ?? 'no reason'})`);
+    }
+    throw new HandoffError('ALREADY_CLAIMED', 'handoff already claimed');
+  }
+
+  /** Reads the claim and checks token and lease. */
+  async #heldClaim(id: string, token: string): Promise<{ stored: StoredFile; relay: RelayFacts } | undefined> {
+    const src = this.#pathOf('claimed', id);
+    const bytes = await this.#readIfExists(src);
+    if (!bytes) return undefined;
+    const stored = this.#decodeOrThrow(src, bytes);
+    const relay = stored.relay;
+    if (!relay || relay.state !== 'claimed' || !tokenMatches(relay, token)) {
+      throw new HandoffError('FENCED', 'the claim token does not match the current claim');
+    }
+    const leaseUntil = relay.lease_until ? parseIsoTime(relay.lease_until) : undefined;
+    if (leaseUntil === undefined || this.#o.clock() > leaseUntil) throw new HandoffError('FENCED', 'the claim lease is over');
+    return { stored, relay };
+  }
+
+  async #renew(id: string, token: string, leaseMs: number): Promise<HandoffRecord> {
+    const held = await this.#heldClaim(id, token);
+    if (!held) return this.#notClaimed(id, token);
+    const dest = this.#pathOf('claimed', id);
+    const relay: RelayFacts = { ...held.relay, lease_until: isoMillis(this.#o.clock() + leaseMs) };
+    await this.#replace(dest, encodeEnvelope(relay, held.stored.payloadText));
+    await this.#dirs.sync(this.#paths.claimed);
+    // A sweep in another process may have moved the claim on just before our rename put it back.
+    const later = await this.#laterState(id);
+    if (later === 'archived' || later === 'rejected') {
+      await this.#fs.unlink(dest).catch((err: unknown) => {
+        if (errnoCode(err) !== 'ENOENT') throw err;
+      });
+      await this.#dirs.sync(this.#paths.claimed);
+      throw new HandoffError('FENCED', 'the claim ended while it was being renewed');
+    }
+    await this.#audit.append(this.#auditFor('renew', held.stored.payload, 'claimed', { by: relay.claimed_by }));
+    return this.#recordFromRelay('claimed', held.stored, relay, dest);
+  }
+
+  /** The answer for an operation on a claim that is no longer (or not yet) in claimed/. */
+  async #notClaimed(id: string, token: string, want?: { state: 'archived' | 'rejected'; value: string }): Promise<HandoffRecord> {
+    const found = await this.#locate(id);
+    if (!found) throw new HandoffError('NOT_FOUND', 'no such handoff');
+    if (found.state === 'pending') throw new HandoffError('INVALID_STATE', 'the handoff is not claimed');
+    const relay = await this.#effectiveRelay(found.state, found.path, found.file);
+    if (found.state === 'claimed') throw new HandoffError('FENCED', 'the claim token does not match the current claim');
+    if (!tokenMatches(relay, token)) throw new HandoffError('FENCED', 'the claim token does not match the claim that ended');
+    if (want && found.state === want.state && (want.state === 'archived' ? relay.outcome : relay.reason) === want.value) {
+      return this.#recordOf(found);
+    }
+    if (found.state === 'rejected' && relay.reason === 'lease_expired') throw new HandoffError('FENCED', 'the claim lease expired');
+    throw new HandoffError('INVALID_STATE', `the handoff is already ${found.state}`);
+  }
+
+  async #complete(id: string, token: string, input: CompleteInput): Promise<HandoffRecord> {
+    const want = { state: 'archived' as const, value: input.outcome };
+    const held = await this.#heldClaim(id, token);
+    if (!held) return this.#notClaimed(id, token, want);
+    const src = this.#pathOf('claimed', id);
+    const dest = this.#pathOf('archived', id);
+    if (await this.#statIfExists(dest)) return this.#notClaimed(id, token, want);
+    if ((await this.#renameOrGone(src, dest)) === GONE) return this.#notClaimed(id, token, want);
+    const now = this.#o.clock();
+    const relay: RelayFacts = {
+      ...held.relay,
+      state: 'archived',
+      completed_at: isoMillis(now),
+      outcome: input.outcome,
+      ...(input.notes !== undefined ? { notes: input.notes } : {}),
+      ...(input.finalTranscript !== undefined ? { final_transcript: input.finalTranscript } : {}),
+    };
+    await this.#replace(dest, encodeEnvelope(relay, held.stored.payloadText));
+    await Promise.all([this.#dirs.sync(path.dirname(dest)), this.#dirs.sync(this.#paths.claimed)]);
+    const payload = held.stored.payload;
+    await this.#committed(
+      { id, from: 'claimed', to: 'archived', fromAgent: payload.from_agent, toAgent: payload.to_agent, reason: input.outcome },
+      this.#auditFor('complete', payload, 'archived', { reason: input.outcome, by: relay.claimed_by }),
+    );
+    return this.#recordFromRelay('archived', held.stored, relay, dest);
+  }
+
+  async #reject(id: string, input: RejectInput): Promise<HandoffRecord> {
+    // A pending handoff can be claimed while we look; then look again, as a claimed one.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const found = await this.#locate(id);
+      if (!found) throw new HandoffError('NOT_FOUND', 'no such handoff');
+      if (found.file.payload.to_agent !== input.by) throw new HandoffError('FORBIDDEN', 'only the target agent may reject a handoff');
+      if (found.state === 'pending') {
+        const now = this.#o.clock();
+        const done = await this.#rejectPending(id, found.file, { reason: input.reason, by: input.by, event: 'reject', now });
+        if (done !== GONE) return done;
+        continue;
+      }
+      if (found.state === 'claimed') {
+        if (input.token === undefined) throw new HandoffError('FENCED', 'the handoff is claimed: the claim token is required');
+        const want = { state: 'rejected' as const, value: input.reason };
+        const held = await this.#heldClaim(id, input.token);
+        if (!held) return this.#notClaimed(id, input.token, want);
+        const dest = this.#pathOf('rejected', id);
+        if (await this.#statIfExists(dest)) return this.#notClaimed(id, input.token, want);
+        if ((await this.#renameOrGone(found.path, dest)) === GONE) return this.#notClaimed(id, input.token, want);
+        const now = this.#o.clock();
+        const relay: RelayFacts = { ...held.relay, state: 'rejected', rejected_at: isoMillis(now), reason: input.reason, rejected_by: input.by };
+        await this.#replace(dest, encodeEnvelope(relay, held.stored.payloadText));
+        await Promise.all([this.#dirs.sync(path.dirname(dest)), this.#dirs.sync(this.#paths.claimed)]);
+        const payload = held.stored.payload;
+        await this.#committed(
+          { id, from: 'claimed', to: 'rejected', fromAgent: payload.from_agent, toAgent: payload.to_agent, reason: input.reason },
+          this.#auditFor('reject', payload, 'rejected', { reason: input.reason, by: input.by }),
+        );
+        return this.#recordFromRelay('rejected', held.stored, relay, dest);
+      }
+      const relay = await this.#effectiveRelay(found.state, found.path, found.file);
+      if (found.state === 'rejected' && relay.reason === input.reason) {
+        // Repeating a reject of a claim needs that claim's token; repeating one of a pending
+        // handoff needs nothing more than being its target.
+        if (relay.claim_token_sha256 !== undefined && !tokenMatches(relay, input.token)) {
+          throw new HandoffError('FENCED', 'the claim token does not match the claim that ended');
+        }
+        return this.#recordOf(found);
+      }
+      throw new HandoffError('INVALID_STATE', `the handoff is already ${found.state}`);
+    }
+    throw new HandoffError('INVALID_STATE', 'the handoff keeps changing state; retry');
+  }
+
+  /** pending → rejected; GONE when the pending file moved first. */
+  async #rejectPending(
+    id: string,
+    stored: StoredFile,
+    how: { reason: string; by: string; event: AuditEventName; now: number },
+  ): Promise<HandoffRecord | typeof GONE> {
+    const src = this.#pathOf('pending', id);
+    const dest = this.#pathOf('rejected', id);
+    if (await this.#statIfExists(dest)) return GONE;
+    if ((await this.#renameOrGone(src, dest)) === GONE) return GONE;
+    this.#indexRemove(id);
+    const payload = stored.payload;
+    const relay: RelayFacts = {
+      state: 'rejected',
+      handoff_id: id,
+      from_agent: payload.from_agent,
+      to_agent: payload.to_agent,
+      rejected_at: isoMillis(how.now),
+      reason: how.reason,
+      rejected_by: how.by,
+    };
+    await this.#replace(dest, encodeEnvelope(relay, stored.payloadText));
+    await Promise.all([this.#dirs.sync(path.dirname(dest)), this.#dirs.sync(this.#paths.handoff)]);
+    await this.#committed(
+      { id, from: 'pending', to: 'rejected', fromAgent: payload.from_agent, toAgent: payload.to_agent, reason: how.reason },
+      this.#auditFor(how.event, payload, 'rejected', { reason: how.reason, by: how.by }),
+    );
+    return this.#recordFromRelay('rejected', stored, relay, dest);
+  }
+
+  /** claimed → rejected (`lease_expired`) when the lease is over at `now`; true if moved. */
+  async #expireLeaseIfDue(id: string, now: number): Promise<boolean> {
+    const src = this.#pathOf('claimed', id);
+    const bytes = await this.#readIfExists(src);
+    if (!bytes) return false;
+    let stored: StoredFile;
+    try {
+      stored = decodeStoredFile(bytes);
+    } catch {
+      // Not ours to judge here; recovery moves unreadable files aside.
+      return false;
+    }
+    const relay = await this.#effectiveRelay('claimed', src, stored);
+    const leaseUntil = relay.lease_until ? parseIsoTime(relay.lease_until) : undefined;
+    if (leaseUntil !== undefined && !(now > leaseUntil)) return false;
+    const dest = this.#pathOf('rejected', id);
+    if (await this.#statIfExists(dest)) return false;
+    if ((await this.#renameOrGone(src, dest)) === GONE) return false;
+    const final: RelayFacts = { ...relay, state: 'rejected', rejected_at: isoMillis(now), reason: 'lease_expired', rejected_by: RELAY_ACTOR };
+    await this.#replace(dest, encodeEnvelope(final, stored.payloadText));
+    await Promise.all([this.#dirs.sync(path.dirname(dest)), this.#dirs.sync(this.#paths.claimed)]);
+    const payload = stored.payload;
+    await this.#committed(
+      { id, from: 'claimed', to: 'rejected', fromAgent: payload.from_agent, toAgent: payload.to_agent, reason: 'lease_expired' },
+      this.#auditFor('lease_expire', payload, 'rejected', { reason: 'lease_expired', by: RELAY_ACTOR }),
+    );
+    return true;
+  }
+
+  // ---------------------------------------------------------------- recovery
+
+  /**
+   * Brings the spool to a consistent state after a crash (idempotent); `openSpool` runs it.
+   * @throws HandoffError IO
+   */
+  async recover(): Promise<RecoveryReport> {
+    this.#assertOpen();
+    return this.#guard('recover', async () => {
+      const report: RecoveryReport = { tmpRemoved: 0, duplicatesResolved: 0, rolledForward: 0, adopted: 0, invalid: 0, deferred: 0 };
+      await this.#ensureLayout();
+      report.tmpRemoved = await this.#cleanTmp();
+      const counts = await this.#exclusiveScan(async () => {
+        const dirStat = await this.#fs.stat(this.#paths.handoff);
+        return this.#scanPending(dirStat.mtimeMs, true);
+      });
+      report.adopted = counts.adopted;
+      report.duplicatesResolved += counts.duplicates;
+      report.invalid += counts.invalid;
+      await this.#recoverDir('claimed', this.#paths.claimed, report);
+      const buckets = new Set([
+        ...(await this.#readdirIfExists(this.#paths.archive)),
+        ...(await this.#readdirIfExists(this.#paths.rejected)),
+      ]);
+      for (const bucket of [...buckets].filter((b) => BUCKET_RE.test(b)).sort()) {
+        await this.#recoverBucket(bucket, report);
+      }
+      report.deferred = this.#deferred.size;
+      await this.#audit.repairTail();
+      return report;
+    });
+  }
+
+  async #ensureLayout(): Promise<void> {
+    const mode = this.#o.dirMode;
+    const make = async (parent: string, children: readonly string[]): Promise<void> => {
+      const present = new Set(await this.#readdirIfExists(parent));
+      let created = false;
+      for (const child of children) {
+        if (present.has(child)) continue;
+        created = (await this.#fs.mkdir(path.join(parent, child), mode)) || created;
+      }
+      if (created) await this.#dirs.sync(parent);
+    };
+    if (await this.#fs.mkdir(this.root, mode)) await this.#dirs.sync(path.dirname(this.root));
+    await make(this.root, ['tmp', HANDOFF_STATES.pending, HANDOFF_STATES.claimed, HANDOFF_STATES.archived, HANDOFF_STATES.rejected, 'events']);
+    await make(this.#paths.rejected, ['_invalid', '_conflict']);
+    for (const dir of [this.root, this.#paths.tmp, this.#paths.handoff, this.#paths.claimed, this.#paths.archive, this.#paths.rejected, this.#paths.events]) {
+      this.#knownDirs.add(dir);
+    }
+  }
+
+  async #cleanTmp(): Promise<number> {
+    let removed = 0;
+    const now = this.#o.clock();
+    for (const name of await this.#readdirIfExists(this.#paths.tmp)) {
+      const full = path.join(this.#paths.tmp, name);
+      const owner = parseTmpName(name);
+      let orphan = owner === undefined || (owner.pid === process.pid ? !LIVE_INSTANCES.has(owner.instance) : !isLive(owner.pid));
+      if (!orphan) {
+        const st = await this.#statIfExists(full);
+        orphan = st !== undefined && now - st.mtimeMs > STALE_TMP_MS;
+      }
+      if (!orphan) continue;
+      try {
+        await this.#fs.unlink(full);
+        removed++;
+      } catch (err) {
+        if (errnoCode(err) !== 'ENOENT') throw err;
+      }
+    }
+    return removed;
+  }
+
+  /** Recovery of claimed/: roll forward, drop copies of ids that are further on, quarantine junk. */
+  async #recoverDir(state: 'claimed', dir: string, report: RecoveryReport): Promise<void> {
+    for (const name of await this.#readdirIfExists(dir)) {
+      const id = idOfName(name);
+      if (id === undefined) continue;
+      const full = path.join(dir, name);
+      const bytes = await this.#readIfExists(full);
+      if (!bytes) continue;
+      let stored: StoredFile;
+      try {
+        stored = decodeStoredFile(bytes);
+      } catch (err) {
+        await this.#quarantine(name, full, bytes, err);
+        report.invalid++;
+        continue;
+      }
+      const later = await this.#locate(id, ['rejected', 'archived']);
+      if (later) {
+        await this.#resolveCopy(name, full, stored, later);
+        report.duplicatesResolved++;
+        continue;
+      }
+      await this.#recoverFile(state, full, stored, report);
+    }
+  }
+
+  async #recoverBucket(bucket: string, report: RecoveryReport): Promise<void> {
+    const archiveDir = path.join(this.#paths.archive, bucket);
+    const rejectedDir = path.join(this.#paths.rejected, bucket);
+    const archived = new Set((await this.#readdirIfExists(archiveDir)).filter((n) => idOfName(n) !== undefined));
+    for (const [state, dir] of [
+      ['archived', archiveDir],
+      ['rejected', rejectedDir],
+    ] as const) {
+      const prefix = Buffer.from(envelopePrefix(state), 'utf8');
+      for (const name of await this.#readdirIfExists(dir)) {
+        if (idOfName(name) === undefined) continue;
+        const full = path.join(dir, name);
+        const head = await this.#fs.readRange(full, 0, prefix.length).catch((err: unknown) => {
+          if (errnoCode(err) === 'ENOENT') return undefined;
+          throw err;
+        });
+        if (!head) continue;
+        const upToDate = Buffer.compare(Buffer.from(head), prefix) === 0;
+        if (state === 'rejected' && archived.has(name)) {
+          // Completed and rejected both: the completion carries more, and only a manual copy or a
+          // foreign tool can make this; keep the archive.
+          const bytes = await this.#readIfExists(full);
+          const kept = await this.#locate(idOfName(name) as string, ['archived']);
+          if (!bytes || !kept) continue;
+          let copy: StoredFile;
+          try {
+            copy = decodeStoredFile(bytes);
+          } catch (err) {
+            await this.#quarantine(name, full, bytes, err);
+            report.invalid++;
+            continue;
+          }
+          await this.#resolveCopy(name, full, copy, kept);
+          report.duplicatesResolved++;
+          continue;
+        }
+        if (upToDate) continue;
+        const bytes = await this.#readIfExists(full);
+        if (!bytes) continue;
+        let stored: StoredFile;
+        try {
+          stored = decodeStoredFile(bytes);
+        } catch (err) {
+          await this.#quarantine(name, full, bytes, err);
+          report.invalid++;
+          continue;
+        }
+        await this.#recoverFile(state, full, stored, report);
+      }
+    }
+  }
+
+  /** Rolls one file forward to its directory's state, or defers it if it is too young. */
+  async #recoverFile(state: HandoffState, full: string, stored: StoredFile, report: RecoveryReport): Promise<void> {
+    if (stored.relay?.state === state) return;
+    const done = await this.#rollForwardFile(state, full, this.#o.clock(), stored);
+    if (done === 'rolled') report.rolledForward++;
+    else if (done === false) this.#deferred.set(full, state);
+  }
+
+  /**
+   * Rewrites a file whose content is behind its directory, if it is old enough that no live
+   * writer can still be finishing it. True (or 'rolled') when nothing is left to do.
+   */
+  async #rollForwardFile(state: HandoffState, full: string, now: number, known?: StoredFile): Promise<boolean | 'rolled'> {
+    const st = await this.#statIfExists(full);
+    if (!st) return true;
+    let stored = known;
+    if (!stored) {
+      const bytes = await this.#readIfExists(full);
+      if (!bytes) return true;
+      try {
+        stored = decodeStoredFile(bytes);
+      } catch {
+        return true;
+      }
+    }
+    if (stored.relay?.state === state) return true;
+    const touched = Math.max(st.ctimeMs, st.mtimeMs);
+    if (now - touched < this.#o.recoveryGraceMs) return false;
+    const relay = this.#rolledForward(state, stored, touched);
+    await this.#replace(full, encodeEnvelope(relay, stored.payloadText));
+    await this.#dirs.sync(path.dirname(full));
+    if (state === 'claimed') {
+      // A claim moved on by another process while we rewrote it: ours is now the stale copy.
+      const later = await this.#locate(relay.handoff_id, ['rejected', 'archived']);
+      if (later) {
+        await this.#dropCopy(full, stored, later.state);
+        return true;
+      }
+    }
+    await this.#audit.append(this.#auditFor('recover', stored.payload, state, relay.reason !== undefined && state === 'rejected' ? { reason: relay.reason } : {}));
+    return 'rolled';
+  }
+}
+
+/** The id of a `<id>.json` file name, or undefined. */
+function idOfName(name: string): string | undefined {
+  if (!name.endsWith('.json')) return undefined;
+  const id = name.slice(0, -5);
+  return isSafeId(id) ? id : undefined;
+}
+
+/**
+ * Opens (creating if needed) the spool at `options.root` and runs recovery.
+ * @throws HandoffError CONFIG (bad options), IO
+ */
+export async function openSpool(options: SpoolOptions): Promise<Spool> {
+  const spool = new Spool(options);
+  try {
+    await spool.recover();
+  } catch (err) {
+    await spool.close();
+    throw err;
+  }
+  return spool;
+}
