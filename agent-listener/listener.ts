@@ -145,8 +145,20 @@ export class Listener {
   /** Resumes unfinished deliveries from the journal, then starts fetching work. */
   start(): void {
     if (this.loopPromise) return;
-    for (const journal of this.opts.state.unfinished()) this.track(journal.handoff_id, () => this.deliver(journal));
+    this.resumeUnfinished();
     this.loopPromise = this.loop();
+  }
+
+  /**
+   * Resumes every journaled delivery that is neither running nor cooling down after a failure.
+   * Called at start and after each fetch, so a delivery whose step failed (hub briefly down, disk
+   * error) is retried instead of being left claimed until its lease runs out.
+   */
+  private resumeUnfinished(): void {
+    for (const journal of this.opts.state.unfinished()) {
+      if (this.inFlight.has(journal.handoff_id) || this.coolingDown(journal.handoff_id)) continue;
+      void this.track(journal.handoff_id, () => this.deliver(journal));
+    }
   }
 
   /** Handles one item now (used by the loop and by tests). */
@@ -206,6 +218,7 @@ export class Listener {
       try {
         const items = await this.opts.source.next(this.signal);
         delay = backoff.initial;
+        this.resumeUnfinished();
         const fresh = items.filter((item) => !this.inFlight.has(item.id) && !this.coolingDown(item.id));
         for (const item of fresh) void this.handle(item);
         // The hub answers a poll at once while a handoff is pending, including one we are still

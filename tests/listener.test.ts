@@ -248,3 +248,27 @@ test('the journal of a delivered handoff records its phases durably', async (t) 
   assert.equal(journal.outcome, 'connected');
   assert.match(String(journal.call_sid), /^CA/);
 });
+
+test('a delivery step that fails (hub briefly unavailable) is retried after a pause and settles', async (t) => {
+  const s = await setup(t);
+  const p = payload();
+  s.source.add(p.payload.handoff_id, p.text);
+  const realComplete = s.source.complete.bind(s.source);
+  let failures = 0;
+  s.source.complete = async (...args) => {
+    if (failures++ === 0) throw new HandoffError('UNAVAILABLE', 'hub restarting');
+    return realComplete(...args);
+  };
+  const listener = await s.make();
+  listener.start();
+  t.after(() => listener.stop());
+  const until = async (check: () => boolean) => {
+    for (let i = 0; i < 400 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
+  };
+  await until(() => s.events.some((e) => e.event === 'error'));
+  assert.equal(s.source.settled.size, 0, 'the first attempt failed');
+  s.advance(5000); // past the retry pause
+  await until(() => s.source.settled.has(p.payload.handoff_id));
+  assert.deepEqual(s.source.settled.get(p.payload.handoff_id)?.outcome, 'connected');
+  assert.equal(s.dialer.dials.length, 1, 'the retry resumed from the journal: still one call');
+});
