@@ -26,6 +26,7 @@ export const ERROR_CODES = Object.freeze({
   FENCED: { http: 409, exit: 25, summary: 'claim token does not match the current claim' },
   QUEUE_FULL: { http: 429, exit: 26, summary: 'too many pending handoffs for this target' },
   IO: { http: 500, exit: 27, summary: 'file system error; nothing was acknowledged' },
+  TAMPERED: { http: 500, exit: 28, summary: 'the audit log was edited, reordered or cut' },
   // HTTP boundary.
   BAD_REQUEST: { http: 400, exit: 30, summary: 'malformed request' },
   UNAUTHORIZED: { http: 401, exit: 31, summary: 'missing or unknown bearer token' },

@@ -27,7 +27,7 @@ async function harness(t: TestContext, extra: Partial<SpoolOptions> = {}): Promi
   const fs = new TestFs();
   const opened: Spool[] = [];
   const open = async (more: Partial<SpoolOptions> = {}) => {
-    const s = await openSpool({ root, clock: () => clock.now, fs: fs.ops, recoveryGraceMs: 0, foreignGraceMs: 0, ...extra, ...more });
+    const s = await openSpool({ root, clock: () => clock.now, fs: fs.ops, recoveryGraceMs: 0, foreignGraceMs: 0, fullRecovery: true, ...extra, ...more });
     opened.push(s);
     return s;
   };
@@ -169,6 +169,25 @@ describe('spool: states and files', () => {
     assert.equal(done?.state, 'archived');
     assert.equal(done?.payloadText, p.text);
     await rejectsWith(h.spool.get('../etc/passwd'), 'INVALID_ID');
+  });
+
+  test('opening a spool never reads archive/ or rejected/ unless a full recovery is asked for', async (t) => {
+    const h = await harness(t);
+    for (let i = 0; i < 6; i++) {
+      const p = makePayload({ id: `old-${i}`, nowMs: T0 });
+      await h.spool.put(p.text);
+      await h.spool.reject(p.id, { reason: 'busy', by: 'alice' });
+    }
+    const terminal = (calls: typeof h.fs.calls) =>
+            // Listing rejected/ itself (≤ 256 bucket names plus _invalid and _conflict) is bounded; what
+      // must not happen is looking inside the buckets, which grow with the archive.
+      calls.filter((c) => ['readdir', 'readFile', 'readRange'].includes(c.op) && /[/\\](archive|rejected)[/\\][0-9a-f]{2}/.test(String(c.args[0])));
+    h.fs.reset();
+    await h.reopen({ fullRecovery: false });
+    assert.deepEqual(terminal(h.fs.calls), [], 'start-up cost does not depend on the archive');
+    h.fs.reset();
+    await h.reopen({ fullRecovery: true });
+    assert.ok(terminal(h.fs.calls).length > 0, 'a full recovery does read the terminal directories');
   });
 
   test('get and transitions never list archive/ or rejected/ (O(1) in their size)', async (t) => {
@@ -549,7 +568,7 @@ describe('spool: recovery', () => {
     h.clock.now = Date.now();
     const again = await h.reopen();
     assert.deepEqual(tmpFiles(h.root), [live]);
-    assert.equal((await again.recover()).tmpRemoved, 0);
+    assert.equal((await again.recover({ full: true })).tmpRemoved, 0);
   });
 
   test('a raw payload left in claimed/ or rejected/ by an interrupted transition is rolled forward', async (t) => {
@@ -569,7 +588,7 @@ describe('spool: recovery', () => {
     const rejected = await s.get('rf-rejected');
     assert.equal(rejected?.relay.reason, 'expired');
     assert.deepEqual(payloadBytesOf(onlyPlace(h.root, 'rf-rejected').bytes), Buffer.from(b.text));
-    const second = await s.recover();
+    const second = await s.recover({ full: true });
     assert.equal(second.rolledForward, 0, 'recovery is idempotent');
   });
 
@@ -607,7 +626,7 @@ describe('spool: recovery', () => {
     assert.equal((await s.get('twin-1'))?.relay.outcome, 'connected');
     const log = listTree(path.join(h.root, 'events')).map((f) => readFileSync(path.join(h.root, 'events', f), 'utf8')).join('');
     assert.equal(log.match(/"event":"duplicate"/g)?.length, 3);
-    assert.equal((await s.recover()).duplicatesResolved, 0);
+    assert.equal((await s.recover({ full: true })).duplicatesResolved, 0);
   });
 
   test('openSpool validates its options before touching the disk', async (t) => {
@@ -703,7 +722,7 @@ describe('spool: crash at every step', () => {
       const root = path.join(await tmpDir(t), 'spool');
       const fs = new TestFs();
       const clock = { now: T0 };
-      const options = (more: Partial<SpoolOptions> = {}): SpoolOptions => ({ root, clock: () => clock.now, recoveryGraceMs: 0, foreignGraceMs: 0, ...more });
+      const options = (more: Partial<SpoolOptions> = {}): SpoolOptions => ({ root, clock: () => clock.now, recoveryGraceMs: 0, foreignGraceMs: 0, fullRecovery: true, ...more });
       const cleanup: Spool[] = [];
       t.after(async () => {
         for (const s of cleanup) await s.close();
@@ -758,7 +777,7 @@ describe('spool: crash at every step', () => {
         const audit = await verifyAudit(path.join(root, 'events'));
         assert.equal(audit.ok, true, `k=${k}: ${JSON.stringify(audit.firstBad)}`);
         const tree = listTree(root);
-        const again = await recovered.recover();
+        const again = await recovered.recover({ full: true });
         assert.deepEqual(again, { tmpRemoved: 0, duplicatesResolved: 0, rolledForward: 0, adopted: 0, invalid: 0, deferred: 0 }, `k=${k}: recovery is idempotent`);
         assert.deepEqual(listTree(root), tree);
         // Finish what the crash left (an expired handoff, a stale claim) before the next round.

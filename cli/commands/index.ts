@@ -8,6 +8,7 @@ import { register as hub } from './hub.js';
 import { register as keys } from './keys.js';
 import { register as lifecycle } from './lifecycle.js';
 import { register as listen } from './listen.js';
+import { register as spool } from './spool.js';
 import { register as verify } from './verify.js';
 
 export function registerCommands(program: Command): void {
@@ -17,4 +18,5 @@ export function registerCommands(program: Command): void {
   hub(program);
   listen(program);
   demo(program);
+  spool(program);
 }
