@@ -211,6 +211,9 @@ function sha256Hex(data: string): string {
   return createHash('sha256').update(data, 'utf8').digest('hex');
 }
 
+/** A claim token a claimer may propose: long enough to be unguessable, and plain ASCII. */
+const CLAIM_TOKEN_RE = /^[A-Za-z0-9_-]{32,128}$/;
+
 /** The bucket of an id in the terminal directories. */
 export function bucketOf(id: string): string {
   return sha256Hex(id).slice(0, 2);
@@ -344,11 +347,14 @@ export class Spool implements SpoolApi {
     return this.#guard('put', () => this.#idLock.run(id, () => this.#put(id, bytes, payload, payloadText)));
   }
 
-  async claim(id: string, agent: string): Promise<Claim> {
+  async claim(id: string, agent: string, options: { token?: string } = {}): Promise<Claim> {
     this.#assertOpen();
     assertSafeId(id);
     checkText('agent', agent, 64);
-    return this.#guard('claim', () => this.#claim(id, agent));
+    if (options.token !== undefined && !CLAIM_TOKEN_RE.test(options.token)) {
+      throw new HandoffError('BAD_REQUEST', 'a proposed claim token must be 32 to 128 base64url characters');
+    }
+    return this.#guard('claim', () => this.#claim(id, agent, options.token));
   }
 
   async renew(id: string, token: string, leaseMs?: number): Promise<HandoffRecord> {
@@ -1001,14 +1007,17 @@ export class Spool implements SpoolApi {
     return { record: await this.#recordOf(found), created: false };
   }
 
-  async #claim(id: string, agent: string): Promise<Claim> {
+  async #claim(id: string, agent: string, proposed?: string): Promise<Claim> {
     const src = this.#pathOf('pending', id);
     let bytes = await this.#readIfExists(src);
     if (!bytes) {
       await this.#refreshPending();
       bytes = await this.#readIfExists(src);
     }
-    if (!bytes) return this.#claimLost(id);
+    if (!bytes) {
+      const repeat = proposed === undefined ? undefined : await this.#repeatClaim(id, agent, proposed);
+      return repeat ?? this.#claimLost(id);
+    }
     const stored = this.#decodeOrThrow(src, bytes);
     const payload = stored.payload;
     if (payload.to_agent !== agent) throw new HandoffError('FORBIDDEN', 'only the target agent may claim a handoff');
@@ -1022,7 +1031,12 @@ export class Spool implements SpoolApi {
     if (await this.#statIfExists(dest)) throw new HandoffError('ALREADY_CLAIMED', 'handoff already claimed');
     if ((await this.#renameOrGone(src, dest)) === GONE) return this.#claimLost(id);
     this.#indexRemove(id);
-    const token = randomBytes(32).toString('base64url');
+    return this.#writeClaim(id, agent, stored, dest, proposed ?? randomBytes(32).toString('base64url'), now);
+  }
+
+  /** Writes the claimed envelope after the rename that decided the claim, and commits it. */
+  async #writeClaim(id: string, agent: string, stored: StoredFile, dest: string, token: string, now: number): Promise<Claim> {
+    const payload = stored.payload;
     const leaseUntil = isoMillis(now + this.#o.leaseMs);
     const st = await this.#statIfExists(dest);
     const relay: RelayFacts = {
@@ -1043,6 +1057,27 @@ export class Spool implements SpoolApi {
       this.#auditFor('claim', payload, 'claimed', { by: agent }),
     );
     return { record: this.#recordFromRelay('claimed', stored, relay, dest), token, leaseUntil };
+  }
+
+  /**
+   * A claim repeated with the token the claimer proposed the first time: the claimer journaled
+   * the token before asking, crashed before it heard the answer, and asks again. Returns the
+   * existing claim; or, when a crash left the claim's rename without its envelope (nobody holds a
+   * token for it yet), finishes the claim with this token. Undefined when it is not a repeat.
+   */
+  async #repeatClaim(id: string, agent: string, token: string): Promise<Claim | undefined> {
+    const dest = this.#pathOf('claimed', id);
+    const bytes = await this.#readIfExists(dest);
+    if (!bytes) return undefined;
+    const stored = this.#decodeOrThrow(dest, bytes);
+    if (stored.payload.to_agent !== agent) return undefined;
+    const relay = stored.relay;
+    // No envelope, or one that recovery rolled forward without a token: nobody can hold this claim.
+    if (!relay || (relay.state === 'claimed' && !relay.claim_token_sha256)) {
+      return this.#idLock.run(id, () => this.#writeClaim(id, agent, stored, dest, token, this.#o.clock()));
+    }
+    if (relay.state !== 'claimed' || relay.claimed_by !== agent || !tokenMatches(relay, token)) return undefined;
+    return { record: this.#recordFromRelay('claimed', stored, relay, dest), token, leaseUntil: relay.lease_until ?? '' };
   }
 
   /** Why a claim found no pending file. */

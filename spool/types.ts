@@ -141,8 +141,12 @@ export interface SpoolApi {
   readonly root: string;
   /** Stores a signed payload (exact bytes) in `handoff/`; idempotent for identical bytes. */
   put(raw: Uint8Array | string): Promise<PutResult>;
-  /** pending → claimed by `agent` (must be the payload's `to_agent`); exactly one winner. */
-  claim(id: string, agent: string): Promise<Claim>;
+  /**
+   * pending → claimed by `agent` (must be the payload's `to_agent`); exactly one winner. A claimer
+   * may propose its token (journaled before asking); repeating the claim with the same token
+   * returns the same claim, so a crash between asking and hearing the answer loses nothing.
+   */
+  claim(id: string, agent: string, options?: { token?: string }): Promise<Claim>;
   /** Extends the lease of a claim held with `token`. */
   renew(id: string, token: string, leaseMs?: number): Promise<HandoffRecord>;
   /** claimed → archived, by the claimer; idempotent for the same outcome. */

@@ -787,3 +787,21 @@ describe('spool: crash at every step', () => {
     });
   }
 });
+
+test('a claim repeated with the proposed token returns the same claim; another token loses', async (t) => {
+  const h = await harness(t);
+  const p = makePayload({ id: 'proposed-1', nowMs: T0 });
+  await h.spool.put(p.text);
+  const token = 'client-chosen-token-0123456789abcdefABCDEF';
+  const first = await h.spool.claim(p.id, 'alice', { token });
+  assert.equal(first.token, token);
+  const again = await h.spool.claim(p.id, 'alice', { token });
+  assert.equal(again.token, token);
+  assert.equal(again.leaseUntil, first.leaseUntil, 'the same claim, not a new one');
+  await rejectsWith(h.spool.claim(p.id, 'alice', { token: 'another-token-0123456789abcdefABCDEFGH' }), 'ALREADY_CLAIMED');
+  await rejectsWith(h.spool.claim(p.id, 'alice'), 'ALREADY_CLAIMED');
+  await rejectsWith(h.spool.claim(p.id, 'alice', { token: 'short' }), 'BAD_REQUEST');
+  const done = await h.spool.complete(p.id, token, { outcome: 'connected' });
+  assert.equal(done.state, 'archived');
+  await rejectsWith(h.spool.claim(p.id, 'alice', { token }), 'ALREADY_CLAIMED');
+});
