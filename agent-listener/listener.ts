@@ -19,6 +19,7 @@
  * A journal found in `dial_intent`, `sms_intent` or `message_intent` after a restart means the
  * side effect may have happened: it is never repeated.
  */
+import { randomBytes } from 'node:crypto';
 import {
   HandoffError,
   isoMillis,
@@ -46,7 +47,8 @@ export interface WorkSource {
   readonly kind: 'hub' | 'local';
   /** Waits for pending handoffs for this agent; `[]` when nothing came in time. */
   next(signal: AbortSignal): Promise<WorkItem[]>;
-  accept(id: string): Promise<{ token: string; leaseUntil: string }>;
+  /** Claims with the claimer's proposed token; repeating it with the same token is idempotent. */
+  accept(id: string, token: string): Promise<{ token: string; leaseUntil: string }>;
   renew(id: string, token: string): Promise<{ leaseUntil: string }>;
   complete(id: string, token: string, outcome: string, notes?: string): Promise<void>;
   /** Rejects a pending handoff (no token) or a claimed one (with the claim token). */
@@ -250,30 +252,43 @@ export class Listener {
       await this.settle(() => source.reject(item.id, verdict.code));
       return;
     }
-    let acceptance: { token: string; leaseUntil: string };
-    try {
-      acceptance = await source.accept(item.id);
-    } catch (err) {
-      const e = toHandoffError(err);
-      if (!SETTLED_ELSEWHERE.has(e.code)) throw e;
-      logger.info({ handoff_id: item.id, code: e.code }, 'handoff not accepted');
-      this.emit(item.id, 'skipped', e.code);
-      return;
-    }
+    // The claim token is chosen here and journaled before asking, so that a crash between the
+    // claim and hearing its answer can be resumed by repeating the claim with the same token.
     const now = isoMillis(this.clock());
-    const journal = await state.save({
+    await state.save({
       handoff_id: item.id,
       from_agent: verdict.payload.from_agent,
       payload_text: verdict.text,
-      claim_token: acceptance.token,
-      lease_until: acceptance.leaseUntil,
+      claim_token: randomBytes(32).toString('base64url'),
+      lease_until: '',
       accepted_at: now,
-      phase: 'accepted',
+      phase: 'accepting',
       updated_at: now,
     });
-    logger.info({ handoff_id: item.id, from_agent: verdict.payload.from_agent }, 'handoff accepted');
-    this.emit(item.id, 'accepted');
+    const journal = await this.claim(item.id);
+    if (!journal) return;
     await this.deliver(journal);
+  }
+
+  /** Claims a journaled handoff with its proposed token; undefined when someone else has it. */
+  private async claim(id: string): Promise<DeliveryJournal | undefined> {
+    const { state, source, logger } = this.opts;
+    const journal = state.get(id) as DeliveryJournal;
+    let acceptance: { token: string; leaseUntil: string };
+    try {
+      acceptance = await source.accept(id, journal.claim_token);
+    } catch (err) {
+      const e = toHandoffError(err);
+      if (!SETTLED_ELSEWHERE.has(e.code)) throw e;
+      logger.info({ handoff_id: id, code: e.code }, 'handoff not accepted');
+      await state.advance(id, 'done', { outcome: `not_claimed:${e.code}`, finished_at: isoMillis(this.clock()) }, isoMillis(this.clock()));
+      this.emit(id, 'skipped', e.code);
+      return undefined;
+    }
+    const accepted = await state.advance(id, 'accepted', { lease_until: acceptance.leaseUntil, accepted_at: isoMillis(this.clock()) }, isoMillis(this.clock()));
+    logger.info({ handoff_id: id, from_agent: journal.from_agent }, 'handoff accepted');
+    this.emit(id, 'accepted');
+    return accepted;
   }
 
   /** Runs (or resumes) the delivery of an accepted handoff from its journaled phase. */
@@ -283,6 +298,12 @@ export class Listener {
     const id = journal.handoff_id;
     const payload = parsePayload(journal.payload_text).payload;
     const now = () => isoMillis(this.clock());
+
+    if (journal.phase === 'accepting') {
+      const claimed = await this.claim(id);
+      if (!claimed) return;
+      journal = claimed;
+    }
 
     if (journal.phase === 'accepted') {
       const file = await writeBootstrap(this.opts.bootstrapDir, payload, Date.parse(journal.accepted_at));

@@ -66,8 +66,8 @@ export class LocalSource implements WorkSource {
     return items;
   }
 
-  async accept(id: string): Promise<{ token: string; leaseUntil: string }> {
-    const claim = await this.opts.spool.claim(id, this.opts.agent);
+  async accept(id: string, token: string): Promise<{ token: string; leaseUntil: string }> {
+    const claim = await this.opts.spool.claim(id, this.opts.agent, { token });
     return { token: claim.token, leaseUntil: claim.leaseUntil };
   }
 

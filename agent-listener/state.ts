@@ -17,6 +17,7 @@ import { writeFileAtomic } from './bootstrap.js';
 
 /** How far the delivery of one handoff got. Order matters: phases only move forward. */
 export const DELIVERY_PHASES = Object.freeze([
+  'accepting',
   'accepted',
   'bootstrapped',
   'dial_intent',
@@ -77,9 +78,11 @@ export class ListenerState {
     return state;
   }
 
-  /** True when this listener already accepted `id` from `fromAgent` (the replay check). */
+  /** True when this listener already took `id` from `fromAgent` (the replay check). */
   seen(fromAgent: string, id: string): boolean {
-    return this.journals.get(id)?.from_agent === fromAgent;
+    const journal = this.journals.get(id);
+    // A claim someone else won is not ours: the same id may legitimately come back only as a replay.
+    return journal?.from_agent === fromAgent && !journal.outcome?.startsWith('not_claimed:');
   }
 
   get(id: string): DeliveryJournal | undefined {

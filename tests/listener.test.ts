@@ -82,7 +82,10 @@ test('a valid handoff is accepted, bootstrapped, dialed once and completed when 
   assert.equal(dial.to, CALLER, 'the number comes from the contact list by caller hash');
   assert.equal(dial.from, '+15550001111');
   assert.deepEqual(dial.target, { kind: 'stream', url: 'wss://alice.example.com/twilio' });
-  assert.deepEqual(s.source.settled.get(p.payload.handoff_id), { how: 'complete', outcome: 'connected', token: 'tok-1' });
+  const settled = s.source.settled.get(p.payload.handoff_id);
+  assert.equal(settled?.how, 'complete');
+  assert.equal(settled?.outcome, 'connected');
+  assert.match(settled?.token ?? '', /^[A-Za-z0-9_-]{43}$/, 'settled with the token the listener proposed');
   assert.deepEqual(s.events.map((e) => e.event), ['accepted', 'bootstrap_written', 'dialed', 'call_ended', 'completed']);
 
   const file = bootstrapPath(s.bootstrapDir, p.payload.handoff_id);
@@ -271,4 +274,28 @@ test('a delivery step that fails (hub briefly unavailable) is retried after a pa
   await until(() => s.source.settled.has(p.payload.handoff_id));
   assert.deepEqual(s.source.settled.get(p.payload.handoff_id)?.outcome, 'connected');
   assert.equal(s.dialer.dials.length, 1, 'the retry resumed from the journal: still one call');
+});
+
+test('a crash between the claim and its answer is resumed by repeating the claim with the journaled token', async (t) => {
+  const s = await setup(t);
+  const p = payload();
+  s.source.add(p.payload.handoff_id, p.text);
+  const realAccept = s.source.accept.bind(s.source);
+  const claimedButDied = new Promise<void>((resolve) => {
+    s.source.accept = async (id, token) => {
+      await realAccept(id, token); // the hub claimed it ...
+      resolve();
+      return new Promise(() => undefined); // ... but the listener died before hearing the answer
+    };
+  });
+  void (await s.make()).handle({ id: p.payload.handoff_id, text: p.text });
+  await claimedButDied;
+  s.source.accept = realAccept;
+  const restarted = await s.make();
+  restarted.start();
+  for (let i = 0; i < 400 && !s.source.settled.has(p.payload.handoff_id); i++) await new Promise((r) => setTimeout(r, 5));
+  await restarted.stop();
+  assert.equal(s.source.settled.get(p.payload.handoff_id)?.outcome, 'connected', 'the restarted listener finished the delivery');
+  assert.equal(s.source.accepts, 1, 'one claim at the source');
+  assert.equal(s.dialer.dials.length, 1, 'one call');
 });

@@ -9,8 +9,8 @@ export class FakeSource implements WorkSource {
   claimed = new Map<string, string>();
   settled = new Map<string, { how: 'complete' | 'reject'; outcome: string; token?: string }>();
   renewals = 0;
+  accepts = 0;
   closed = false;
-  private nextToken = 1;
 
   add(id: string, text: string): void {
     this.pending.set(id, text);
@@ -22,9 +22,10 @@ export class FakeSource implements WorkSource {
     return signal.aborted ? [] : items;
   }
 
-  async accept(id: string): Promise<{ token: string; leaseUntil: string }> {
+  async accept(id: string, token: string): Promise<{ token: string; leaseUntil: string }> {
+    if (this.claimed.get(id) === token) return { token, leaseUntil: '2099-01-01T00:00:00Z' };
     if (!this.pending.has(id)) throw new HandoffError(this.claimed.has(id) ? 'ALREADY_CLAIMED' : 'NOT_FOUND', 'not pending');
-    const token = `tok-${this.nextToken++}`;
+    this.accepts++;
     this.pending.delete(id);
     this.claimed.set(id, token);
     return { token, leaseUntil: '2099-01-01T00:00:00Z' };
