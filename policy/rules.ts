@@ -106,6 +106,37 @@ function resolveAction(
   return { action };
 }
 
+interface Outcome {
+  readonly action: Action | 'none';
+  readonly target?: string;
+}
+
+/**
+ * The match of `rule` as a list of one, or an empty list when there is no outcome (a handoff to
+ * the agent already talking). The policy's `reason_code` and `call_priority` win over the
+ * evaluator's defaults.
+ */
+function matchOf(
+  rule: Rule,
+  outcome: Outcome | undefined,
+  found: { reason: string; confidence: number; evidence: readonly Evidence[]; rulePriority?: number; callPriority?: CallPriority },
+): MatchedRule[] {
+  if (outcome === undefined) return [];
+  const callPriority = rule.call_priority ?? found.callPriority;
+  return [
+    {
+      rule: rule.id,
+      type: rule.type,
+      rule_priority: found.rulePriority ?? rule.priority,
+      ...outcome,
+      reason_code: rule.reason_code ?? found.reason,
+      ...(callPriority === undefined ? {} : { call_priority: callPriority }),
+      confidence: round(found.confidence),
+      evidence: found.evidence,
+    },
+  ];
+}
+
 function offsetsOf(regex: RegExp, text: string): Span[] {
   return [...text.matchAll(regex)].map((m) => ({ start: m.index, end: m.index + m[0].length }));
 }
@@ -399,22 +430,14 @@ function compileExplicitRequest(
     const latest = usable.at(-1);
     if (latest === undefined) return [];
     const human = latest.target.kind === 'human';
-    const resolved = human
+    const outcome = human
       ? resolveAction(ctx, 'escalate_human', undefined)
       : resolveAction(ctx, 'handoff', latest.target.kind === 'agent' ? latest.target.agent : undefined);
-    if (resolved === undefined) return [];
-    return [
-      {
-        rule: rule.id,
-        type: rule.type,
-        rule_priority: rule.priority,
-        ...resolved,
-        reason_code: rule.reason_code ?? (human ? 'explicit_request_human' : 'explicit_request_agent'),
-        ...(rule.call_priority === undefined ? {} : { call_priority: rule.call_priority }),
-        confidence: latest.strength,
-        evidence: [textEvidence(latest.hit)],
-      },
-    ];
+    return matchOf(rule, outcome, {
+      reason: human ? 'explicit_request_human' : 'explicit_request_agent',
+      confidence: latest.strength,
+      evidence: [textEvidence(latest.hit)],
+    });
   };
 }
 
@@ -427,21 +450,14 @@ function compileLowConfidence(rule: Extract<Rule, { type: 'low_confidence' }>): 
     if (confidence === undefined || confidence >= rule.threshold) return [];
     const belowFloor = rule.floor !== undefined && confidence < rule.floor;
     const limit = belowFloor && rule.floor !== undefined ? rule.floor : rule.threshold;
-    const resolved = belowFloor ? resolveAction(ctx, 'escalate_human', undefined) : resolveAction(ctx, rule.action, rule.target);
-    if (resolved === undefined) return [];
-    return [
-      {
-        rule: rule.id,
-        type: rule.type,
-        rule_priority: belowFloor ? (rule.floor_priority ?? rule.priority) : rule.priority,
-        ...resolved,
-        reason_code: rule.reason_code ?? (belowFloor ? 'confidence_floor' : 'low_confidence'),
-        ...(rule.call_priority === undefined ? {} : { call_priority: rule.call_priority }),
-        // Strength grows with the distance below the limit: 0.5 just under it, 1 at zero.
-        confidence: round(0.5 + (0.5 * (limit - confidence)) / limit),
-        evidence: [{ kind: 'signal', signal: 'confidence', value: confidence, threshold: limit }],
-      },
-    ];
+    const outcome = belowFloor ? resolveAction(ctx, 'escalate_human', undefined) : resolveAction(ctx, rule.action, rule.target);
+    return matchOf(rule, outcome, {
+      reason: belowFloor ? 'confidence_floor' : 'low_confidence',
+      ...(belowFloor && rule.floor_priority !== undefined ? { rulePriority: rule.floor_priority } : {}),
+      // Strength grows with the distance below the limit: 0.5 just under it, 1 at zero.
+      confidence: 0.5 + (0.5 * (limit - confidence)) / limit,
+      evidence: [{ kind: 'signal', signal: 'confidence', value: confidence, threshold: limit }],
+    });
   };
 }
 
@@ -449,20 +465,11 @@ function compileNegativeSentiment(rule: Extract<Rule, { type: 'negative_sentimen
   return (ctx) => {
     const sentiment = ctx.signals.sentiment;
     if (sentiment === undefined || sentiment > rule.threshold) return [];
-    const resolved = resolveAction(ctx, rule.action, rule.target);
-    if (resolved === undefined) return [];
-    return [
-      {
-        rule: rule.id,
-        type: rule.type,
-        rule_priority: rule.priority,
-        ...resolved,
-        reason_code: rule.reason_code ?? 'negative_sentiment',
-        ...(rule.call_priority === undefined ? {} : { call_priority: rule.call_priority }),
-        confidence: round(0.5 + (0.5 * (rule.threshold - sentiment)) / (rule.threshold + 1 || 1)),
-        evidence: [{ kind: 'signal', signal: 'sentiment', value: sentiment, threshold: rule.threshold }],
-      },
-    ];
+    return matchOf(rule, resolveAction(ctx, rule.action, rule.target), {
+      reason: 'negative_sentiment',
+      confidence: 0.5 + (0.5 * (rule.threshold - sentiment)) / (rule.threshold + 1 || 1),
+      evidence: [{ kind: 'signal', signal: 'sentiment', value: sentiment, threshold: rule.threshold }],
+    });
   };
 }
 
@@ -524,21 +531,12 @@ function compileValueThreshold(rule: Extract<Rule, { type: 'value_threshold' }>)
       }
     }
     if (evidence.length === 0) return [];
-    const resolved = resolveAction(ctx, rule.action, rule.target);
-    if (resolved === undefined) return [];
-    return [
-      {
-        rule: rule.id,
-        type: rule.type,
-        rule_priority: rule.priority,
-        ...resolved,
-        reason_code: rule.reason_code ?? 'high_value',
-        ...(rule.call_priority === undefined ? {} : { call_priority: rule.call_priority }),
-        // Twice the threshold or more is as strong as the rule gets.
-        confidence: round(0.5 + 0.5 * clamp01((value - rule.min_value) / rule.min_value)),
-        evidence,
-      },
-    ];
+    return matchOf(rule, resolveAction(ctx, rule.action, rule.target), {
+      reason: 'high_value',
+      // Twice the threshold or more is as strong as the rule gets.
+      confidence: 0.5 + 0.5 * clamp01((value - rule.min_value) / rule.min_value),
+      evidence,
+    });
   };
 }
 
@@ -591,26 +589,11 @@ function compileConversationLoop(rule: Extract<Rule, { type: 'conversation_loop'
     else if (assistantRun.length >= rule.repeat_count) [evidenceTurns, count, limit] = [assistantRun, assistantRun.length, rule.repeat_count];
     else if (userRun.length >= rule.repeat_count) [evidenceTurns, count, limit] = [userRun, userRun.length, rule.repeat_count];
     else return [];
-    const resolved = resolveAction(ctx, rule.action, rule.target);
-    if (resolved === undefined) return [];
-    return [
-      {
-        rule: rule.id,
-        type: rule.type,
-        rule_priority: rule.priority,
-        ...resolved,
-        reason_code: rule.reason_code ?? 'conversation_loop',
-        ...(rule.call_priority === undefined ? {} : { call_priority: rule.call_priority }),
-        confidence: round(Math.min(0.95, 0.7 + 0.1 * (count - limit))),
-        evidence: evidenceTurns.map((t) => ({
-          kind: 'text' as const,
-          turn: t.index,
-          role: t.role,
-          words: t.original.trim(),
-          excerpt: t.original.trim(),
-        })),
-      },
-    ];
+    return matchOf(rule, resolveAction(ctx, rule.action, rule.target), {
+      reason: 'conversation_loop',
+      confidence: Math.min(0.95, 0.7 + 0.1 * (count - limit)),
+      evidence: evidenceTurns.map((t) => ({ kind: 'text', turn: t.index, role: t.role, words: t.original.trim(), excerpt: t.original.trim() })),
+    });
   };
 }
 
@@ -622,20 +605,11 @@ function compileRegulatedTopic(rule: Extract<Rule, { type: 'regulated_topic' }>)
   return (ctx) => {
     const best = strongestTopic(topicHits(lexicons, lastUserTurns(ctx, rule.window), { skipGeneralQuestions: false, resolvable: true }));
     if (best === undefined) return [];
-    const resolved = resolveAction(ctx, 'escalate_human', undefined);
-    if (resolved === undefined) return [];
-    return [
-      {
-        rule: rule.id,
-        type: rule.type,
-        rule_priority: rule.priority,
-        ...resolved,
-        reason_code: rule.reason_code ?? `regulated_${best.topic}`,
-        ...(rule.call_priority === undefined ? {} : { call_priority: rule.call_priority }),
-        confidence: round(Math.min(0.95, 0.8 + 0.05 * best.hits.length)),
-        evidence: best.hits.slice(0, 3).map((h) => textEvidence(h, best.topic)),
-      },
-    ];
+    return matchOf(rule, resolveAction(ctx, 'escalate_human', undefined), {
+      reason: `regulated_${best.topic}`,
+      confidence: Math.min(0.95, 0.8 + 0.05 * best.hits.length),
+      evidence: best.hits.slice(0, 3).map((h) => textEvidence(h, best.topic)),
+    });
   };
 }
 
@@ -644,20 +618,13 @@ function compileUrgency(rule: Extract<Rule, { type: 'urgency' }>): Evaluator {
   return (ctx) => {
     const best = strongestTopic(topicHits(lexicons, lastUserTurns(ctx, rule.window), { skipGeneralQuestions: true, resolvable: true }));
     if (best === undefined) return [];
-    const resolved = rule.action === undefined ? { action: 'none' as const } : resolveAction(ctx, rule.action, rule.target);
-    if (resolved === undefined) return [];
-    return [
-      {
-        rule: rule.id,
-        type: rule.type,
-        rule_priority: rule.priority,
-        ...resolved,
-        reason_code: rule.reason_code ?? `urgent_${best.topic}`,
-        call_priority: rule.call_priority ?? 'urgent',
-        confidence: round(Math.min(0.95, 0.8 + 0.05 * best.hits.length)),
-        evidence: best.hits.slice(0, 3).map((h) => textEvidence(h, best.topic)),
-      },
-    ];
+    const outcome = rule.action === undefined ? { action: 'none' as const } : resolveAction(ctx, rule.action, rule.target);
+    return matchOf(rule, outcome, {
+      reason: `urgent_${best.topic}`,
+      callPriority: rule.call_priority ?? 'urgent',
+      confidence: Math.min(0.95, 0.8 + 0.05 * best.hits.length),
+      evidence: best.hits.slice(0, 3).map((h) => textEvidence(h, best.topic)),
+    });
   };
 }
 
@@ -681,21 +648,13 @@ function compileCapability(rule: Extract<Rule, { type: 'capability' }>): Evaluat
     const winner = tied.find((s) => s.target === ctx.currentAgent) ?? tied[0];
     if (winner === undefined || winner.topic === undefined) return [];
     const topic = winner.topic;
-    const resolved = winner.target === ctx.currentAgent ? { action: 'stay' as const } : resolveAction(ctx, 'handoff', winner.target);
-    if (resolved === undefined) return [];
-    return [
-      {
-        rule: rule.id,
-        type: rule.type,
-        rule_priority: rule.priority,
-        ...resolved,
-        ...(resolved.action === 'stay' ? { target: winner.target } : {}),
-        reason_code: rule.reason_code ?? `${topic}_capability`,
-        ...(rule.call_priority === undefined ? {} : { call_priority: rule.call_priority }),
-        confidence: round(Math.min(0.9, 0.5 + 0.1 * winner.hits.length)),
-        evidence: winner.hits.slice(0, 3).map((h) => textEvidence(h, topic)),
-      },
-    ];
+    // A stay names the owner, so the explanation says who owns the topic.
+    const outcome = winner.target === ctx.currentAgent ? { action: 'stay' as const, target: winner.target } : resolveAction(ctx, 'handoff', winner.target);
+    return matchOf(rule, outcome, {
+      reason: `${topic}_capability`,
+      confidence: Math.min(0.9, 0.5 + 0.1 * winner.hits.length),
+      evidence: winner.hits.slice(0, 3).map((h) => textEvidence(h, topic)),
+    });
   };
 }
 
