@@ -6,34 +6,10 @@
  * Start-up must stay fast: command modules are small and load their heavy dependencies (hono,
  * twilio, chokidar) inside their action with a dynamic `import()`.
  */
-import { readFileSync } from 'node:fs';
-import { Command, CommanderError } from 'commander';
+import { CommanderError } from 'commander';
 import { HandoffError } from '../protocol/errors.js';
 import { reportError } from './output.js';
-import { registerCommands } from './commands/index.js';
-
-function packageVersion(): string {
-  for (const rel of ['../package.json', '../../package.json']) {
-    try {
-      return (JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { version: string }).version;
-    } catch {
-      // try the next location: sources run from cli/, the build from dist/cli/
-    }
-  }
-  return '0.0.0';
-}
-
-export function buildProgram(): Command {
-  const program = new Command('handoff')
-    .description('Hand a live phone conversation from one AI voice agent to another.')
-    .version(packageVersion(), '-V, --version')
-    .showHelpAfterError('(run with --help for usage)')
-    // Usage errors are printed by reportError in the same format as every other error.
-    .configureOutput({ outputError: () => undefined })
-    .exitOverride();
-  registerCommands(program);
-  return program;
-}
+import { buildProgram } from './program.js';
 
 async function main(argv: string[]): Promise<number> {
   const program = buildProgram();

@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { PolicyEngine, toStartFields } from '../policy/index.js';
 import type { Decision } from '../policy/index.js';
 import { HandoffError } from '../protocol/errors.js';
-import { REPO_ROOT } from './helpers/cli.js';
+import { REPO_ROOT, runCli } from './helpers/cli.js';
 import {
   MIN_PRECISION,
   MIN_RECALL,
@@ -19,7 +17,6 @@ import {
 } from './helpers/policy-eval.js';
 import { tmpDir } from './helpers/tmp.js';
 
-const run = promisify(execFile);
 
 type Json = Record<string, unknown>;
 
@@ -482,18 +479,11 @@ describe('handoff start fields', () => {
 });
 
 describe('handoff decide (child process)', () => {
-  const cli = path.join(REPO_ROOT, 'tests', 'helpers', 'decide-cli.ts');
-  const tsx = path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
   const personal = path.join(REPO_ROOT, 'examples', 'policies', 'personal.json');
 
   async function decideCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    try {
-      const { stdout, stderr } = await run(tsx, [cli, 'decide', ...args], { cwd: REPO_ROOT });
-      return { code: 0, stdout, stderr };
-    } catch (err) {
-      const e = err as { code: number; stdout: string; stderr: string };
-      return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-    }
+    const r = await runCli(['decide', ...args]);
+    return { code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr };
   }
 
   test('--json prints the decision as one JSON document; human output shows the start fields', async (t) => {

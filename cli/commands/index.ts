@@ -3,6 +3,7 @@
  * action, so `handoff --help` never loads hono, twilio or chokidar.
  */
 import type { Command } from 'commander';
+import { register as decide } from './decide.js';
 import { register as demo } from './demo.js';
 import { register as hub } from './hub.js';
 import { register as keys } from './keys.js';
@@ -19,4 +20,5 @@ export function registerCommands(program: Command): void {
   listen(program);
   demo(program);
   spool(program);
+  decide(program);
 }
