@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import { register as decide } from './decide.js';
 import { register as demo } from './demo.js';
+import { register as doctor } from './doctor.js';
 import { register as hub } from './hub.js';
 import { register as keys } from './keys.js';
 import { register as lifecycle } from './lifecycle.js';
@@ -21,4 +22,5 @@ export function registerCommands(program: Command): void {
   demo(program);
   spool(program);
   decide(program);
+  doctor(program);
 }

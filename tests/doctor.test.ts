@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { chmod, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { doctor } from '../cli/commands/doctor-impl.js';
+import { ERROR_CODES, keyFilePath, writeKeyFile } from '../protocol/index.js';
+import { runCli } from './helpers/cli.js';
+import { startTestHub, TEST_TOKENS } from './helpers/hub.js';
+import { tmpDir } from './helpers/tmp.js';
+
+test('doctor: a good hub set-up passes; a wrong token, an unsafe key file and a bad target say what to fix', async (t) => {
+  const hub = await startTestHub(t);
+  const dir = await tmpDir(t);
+  const keys = path.join(dir, 'keys');
+  await writeKeyFile(keyFilePath(keys, 'bob'), 'bob-alice-pair-secret-0123456789abcdef');
+  const tokenFile = path.join(dir, 'token');
+  await writeFile(tokenFile, TEST_TOKENS.alice as string, { mode: 0o600 });
+  const flags = { agent: 'alice', hub: hub.url, tokenFile, keys, bootstrapDir: path.join(dir, 'voice', 'handoffs'), stateDir: path.join(dir, 'state'), config: path.join(dir, 'none.json') };
+  await writeFile(flags.config, '{}');
+  const env = {};
+  const good = await doctor(flags, env);
+  assert.equal(good.ok, true, JSON.stringify(good.checks));
+  const byName = new Map(good.checks.map((c) => [c.check, c]));
+  assert.equal(byName.get('hub token')?.status, 'ok');
+  assert.equal(byName.get('clock skew')?.status, 'ok');
+  assert.equal(byName.get('key bob')?.status, 'ok');
+
+  const wrong = await doctor(flags, { HANDOFF_TOKEN: TEST_TOKENS.bob });
+  assert.equal(wrong.checks.find((c) => c.check === 'hub token')?.status, 'fail');
+  assert.match(wrong.checks.find((c) => c.check === 'hub token')?.detail ?? '', /another agent/);
+
+  await chmod(keyFilePath(keys, 'bob'), 0o644);
+  const loose = await doctor(flags, env);
+  const key = loose.checks.find((c) => c.check === 'key bob');
+  assert.equal(key?.status, 'fail');
+  assert.equal(key?.fix, `chmod 600 ${keyFilePath(keys, 'bob')}`);
+  assert.equal(loose.ok, false);
+
+  await writeFile(flags.config, JSON.stringify({ twilio: { account_sid: `AC${'a'.repeat(32)}`, from_number: '+15550001111' }, target: { kind: 'stream', url: 'wss://x.example.com/twilio?token=1' } }));
+  const target = await doctor(flags, { TWILIO_AUTH_TOKEN: 'b'.repeat(32) });
+  assert.equal(target.checks.find((c) => c.check === 'target')?.status, 'fail');
+  assert.equal(target.checks.find((c) => c.check === 'twilio auth token')?.status, 'ok');
+});
+
+test('handoff doctor exits with CONFIG and prints FAIL lines with fixes; an unreachable hub is named', async (t) => {
+  const dir = await tmpDir(t);
+  const r = await runCli(['doctor', '--agent', 'alice', '--hub', 'http://127.0.0.1:9', '--keys', path.join(dir, 'none')], { cwd: dir, env: { HOME: dir } });
+  assert.equal(r.code, ERROR_CODES.CONFIG.exit);
+  assert.match(r.stdout, /FAIL {2}key files/);
+  assert.match(r.stdout, /FAIL {2}hub reachable +http:\/\/127\.0\.0\.1:9/);
+  assert.match(r.stdout, /→ mkdir -m 700 .*, then handoff keys gen --peer NAME/);
+});
