@@ -170,17 +170,18 @@ export class HubClient {
    * Claims a pending handoff for this agent; the claim token is returned and remembered.
    * @throws HandoffError NOT_FOUND, ALREADY_CLAIMED, EXPIRED, FORBIDDEN, INVALID_ID, UNAVAILABLE, TIMEOUT.
    */
-  async accept(id: string, options: CallOptions = {}): Promise<AcceptResult> {
-    const reply = await this.#send('POST', `/handoffs/${checkedId(id)}/accept`, { signal: options.signal });
-    const body = parseObject(reply.text);
-    const token = String(body.claim_token);
+  async accept(id: string, options: CallOptions & { claim_token?: string } = {}): Promise<AcceptResult> {
+    const body = options.claim_token === undefined ? undefined : JSON.stringify({ claim_token: options.claim_token });
+    const reply = await this.#send('POST', `/handoffs/${checkedId(id)}/accept`, { body, signal: options.signal });
+    const answer = parseObject(reply.text);
+    const token = String(answer.claim_token);
     this.#claimTokens.set(id, token);
     return {
-      handoff_id: String(body.handoff_id),
-      status: body.status as HubHandoffState,
+      handoff_id: String(answer.handoff_id),
+      status: answer.status as HubHandoffState,
       token,
-      lease_until: String(body.lease_until),
-      ...(typeof body.claimed_at === 'string' ? { claimed_at: body.claimed_at } : {}),
+      lease_until: String(answer.lease_until),
+      ...(typeof answer.claimed_at === 'string' ? { claimed_at: answer.claimed_at } : {}),
     };
   }
 

@@ -33,8 +33,8 @@ export class HubSource implements WorkSource {
     return items;
   }
 
-  async accept(id: string): Promise<{ token: string; leaseUntil: string }> {
-    const r = await this.opts.client.accept(id);
+  async accept(id: string, token: string): Promise<{ token: string; leaseUntil: string }> {
+    const r = await this.opts.client.accept(id, { claim_token: token });
     return { token: r.token, leaseUntil: r.lease_until };
   }
 

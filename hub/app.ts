@@ -32,7 +32,8 @@
  * returned by every poll until it is accepted, rejected or expired. Each delivery is recorded in
  * the audit log (in the background: the reply does not wait for the audit fsync).
  *
- * Claim token (decision): `accept` returns the spool's fencing token as `claim_token` in its reply,
+ * Claim token (decision): `accept` returns the spool's fencing token as `claim_token` in its reply
+ * (the claimer may propose it in the body, `{"claim_token": …}`, and repeat the accept with it),
  * and `complete`, `reject` (of a claimed handoff) and `renew` must send it back in their body. The
  * hub keeps only its SHA-256 (in the spool's relay facts), never the token itself, so a hub restart
  * loses nothing and a stolen hub disk cannot finish someone else's claim. Authentication says who
@@ -143,6 +144,16 @@ const RejectBodySchema = z.object({
   reason: z.string().regex(CODE_LIKE_RE, { message: 'must match [A-Za-z0-9_.:-]{1,64}' }),
   claim_token: z.string().min(1).max(512).optional(),
 });
+
+const AcceptBodySchema = z.object({
+  claim_token: z.string().regex(/^[A-Za-z0-9_-]{32,128}$/, 'must be 32 to 128 base64url characters').optional(),
+});
+
+/** True when the request says it carries a body. */
+function hasBody(c: Context<HubEnv>): boolean {
+  const length = c.req.header('content-length');
+  return (length !== undefined && length !== '0') || c.req.header('transfer-encoding') !== undefined;
+}
 
 const RenewBodySchema = z.object({
   claim_token: z.string().min(1).max(512),
@@ -322,7 +333,10 @@ export function createHubApp(options: HubAppOptions): HubApp {
     const agent = c.get('agent');
     const record = await recordFor(c);
     if (record.payload.to_agent !== agent) throw new HandoffError('FORBIDDEN', 'only the target may accept a handoff');
-    const claim = await spool.claim(record.id, agent);
+    // The body is optional: a claimer that journals its own token first proposes it, and
+    // repeating the accept with it after a crash returns the same claim.
+    const input = hasBody(c) ? await jsonBody(c, AcceptBodySchema) : {};
+    const claim = await spool.claim(record.id, agent, input.claim_token === undefined ? {} : { token: input.claim_token });
     return c.json({
       handoff_id: record.id,
       status: claim.record.state,

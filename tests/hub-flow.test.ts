@@ -4,7 +4,8 @@ import { request as httpRequest } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { parsePayload } from '../protocol/index.js';
+import { HubClient } from '../agent-listener/hub-client.js';
+import { buildPayload, parsePayload } from '../protocol/index.js';
 import { HAS_PYTHON } from './helpers/python.js';
 import { authHeaders, getText, makePayload, postJson, startTestHub, TEST_TOKENS } from './helpers/hub.js';
 
@@ -330,4 +331,23 @@ test('healthz answers ok and metrics count transitions by state and reason', asy
   assert.match(text, /handoff_hub_transitions_total\{state="pending",reason=""\} 1/);
   assert.match(text, /handoff_hub_transitions_total\{state="rejected",reason="busy"\} 1/);
   assert.match(text, /handoff_hub_request_duration_seconds_count\{route="\/api\/v1\/handoffs\/start",method="POST",status="201"\} 1/);
+});
+
+test('an accept repeated with the proposed claim token returns the same claim; another token gets 409', async (t) => {
+  const hub = await startTestHub(t);
+  const bob = new HubClient({ url: hub.url, token: TEST_TOKENS.bob as string });
+  const alice = new HubClient({ url: hub.url, token: TEST_TOKENS.alice as string });
+  t.after(async () => {
+    await bob.close();
+    await alice.close();
+  });
+  const p = buildPayload({ from: 'bob', to: 'alice', callerId: '+15551234567', reason: 'r', transcript: [], ttlSec: 60 }, 'secret-not-known-to-the-hub-0123', Date.now());
+  await bob.start(p.text);
+  const token = 'listener-chosen-token-0123456789abcdefABCD';
+  const first = await alice.accept(p.payload.handoff_id, { claim_token: token });
+  const again = await alice.accept(p.payload.handoff_id, { claim_token: token });
+  assert.equal(first.token, token);
+  assert.deepEqual(again, first);
+  await assert.rejects(alice.accept(p.payload.handoff_id, { claim_token: `${token}-other` }), (e: unknown) => (e as { code?: string }).code === 'ALREADY_CLAIMED');
+  await assert.rejects(alice.accept(p.payload.handoff_id, { claim_token: 'short' }), (e: unknown) => (e as { code?: string }).code === 'BAD_REQUEST');
 });
