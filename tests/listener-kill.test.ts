@@ -114,6 +114,7 @@ test('a listener killed with SIGKILL at random moments never dials a handoff twi
     await once(child, 'exit');
     kills++;
   }
+  stderr = '';
   const final = spawnListener();
   t.after(() => {
     if (final.exitCode === null) final.kill('SIGKILL');
@@ -125,6 +126,10 @@ test('a listener killed with SIGKILL at random moments never dials a handoff twi
     if (Date.now() > deadline) assert.fail(`not settled: ${states.join(', ')}\n${stderr.slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+  // Everything may have settled before the final listener finished starting: signal it only once
+  // it says it is listening, which is when its SIGTERM handler is in place.
+  const ready = Date.now() + 30_000;
+  while (!stderr.includes('"msg":"listening"') && Date.now() < ready) await new Promise((r) => setTimeout(r, 50));
   final.kill('SIGTERM');
   const [code] = (await once(final, 'exit')) as [number | null];
   assert.equal(code, 0, 'SIGTERM stops the listener gracefully');
