@@ -33,7 +33,7 @@ function dialerFor(prism: PrismMock, extra: Partial<TwilioDialerOptions> = {}): 
 async function expectValid(prism: PrismMock, expectedRequests: number, action: () => Promise<void>): Promise<void> {
   const before = prism.requestCount();
   await action();
-  const after = await prism.settled();
+  const after = await prism.settled(before + expectedRequests);
   assert.equal(after - before, expectedRequests, 'requests that reached Prism');
   assert.deepEqual(prism.violations(before), [], 'Prism validation violations');
 }
