@@ -3,13 +3,13 @@
  * its outcome, read the bootstrap file on the receiving side, verify a payload. The CLI is built
  * on the same pieces.
  */
-import { HubClient, type HandoffView } from './agent-listener/hub-client.js';
+import { HubClient, type HandoffView } from './agent-listener/index.js';
 import { buildPayload, HandoffError, keyFilePath, readKeyFile, type BuildInput, type SignedPayload } from './protocol/index.js';
 
-export { BOOTSTRAP_SOURCE, bootstrapPath, composeResumeContext, DEFAULT_RESUME_WINDOW_SEC, readBootstrap } from './agent-listener/bootstrap.js';
-export type { BootstrapFile } from './agent-listener/bootstrap.js';
-export { HubClient } from './agent-listener/hub-client.js';
-export type { AcceptResult, HandoffView, HubClientOptions, StartResult } from './agent-listener/hub-client.js';
+export { BOOTSTRAP_SOURCE, bootstrapPath, composeResumeContext, DEFAULT_RESUME_WINDOW_SEC, readBootstrap } from './agent-listener/index.js';
+export type { BootstrapFile } from './agent-listener/index.js';
+export { HubClient } from './agent-listener/index.js';
+export type { AcceptResult, HandoffView, HubClientOptions, StartResult } from './agent-listener/index.js';
 export {
   buildPayload,
   callerHash,

@@ -8,12 +8,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { bootstrapPath } from '../../agent-listener/bootstrap.js';
-import { DryRunDialer } from '../../agent-listener/dry-run-dialer.js';
-import { HubClient } from '../../agent-listener/hub-client.js';
-import { HubSource } from '../../agent-listener/hub-source.js';
-import { Listener, type ListenerEvent } from '../../agent-listener/listener.js';
-import { ListenerState } from '../../agent-listener/state.js';
+import { DryRunDialer, HubClient, HubSource, Listener, ListenerState, bootstrapPath, type ListenerEvent } from '../../agent-listener/index.js';
 import { addAgent, createHubLogger, startHub } from '../../hub/index.js';
 import { buildPayload, callerHash, generateSecret, HandoffError, keyFilePath, loadKeyRing, writeKeyFile } from '../../protocol/index.js';
 import { bucketOf } from '../../spool/index.js';

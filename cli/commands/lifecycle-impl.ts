@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { HubClient } from '../../agent-listener/hub-client.js';
+import { HubClient } from '../../agent-listener/index.js';
 import {
   buildPayload,
   HandoffError,

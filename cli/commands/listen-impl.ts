@@ -2,16 +2,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { serve } from '@hono/node-server';
 import pino from 'pino';
-import { CallEventHub } from '../../agent-listener/call-events.js';
-import { followCallByPolling } from '../../agent-listener/call-follow.js';
-import { createCallWebhookApp, statusCallbackUrl } from '../../agent-listener/call-webhook.js';
-import type { DialTarget, Dialer } from '../../agent-listener/dialer.js';
-import { DryRunDialer } from '../../agent-listener/dry-run-dialer.js';
-import { HubClient } from '../../agent-listener/hub-client.js';
-import { HubSource } from '../../agent-listener/hub-source.js';
-import { Listener, sleep, type CallFollower, type ListenerEvent, type WorkSource } from '../../agent-listener/listener.js';
-import { LocalSource } from '../../agent-listener/local-source.js';
-import { ListenerState } from '../../agent-listener/state.js';
+import { abortableSleep, CallEventHub, createCallWebhookApp, DryRunDialer, followCallByPolling, HubClient, HubSource, Listener, ListenerState, LocalSource, sleep, statusCallbackUrl, type CallFollower, type DialTarget, type Dialer, type ListenerEvent, type WorkSource } from '../../agent-listener/index.js';
 import { callerHash, HandoffError, loadKeyRing } from '../../protocol/index.js';
 import { openSpool } from '../../spool/index.js';
 import { readSecret, required, resolveConfig, type ResolvedConfig } from '../config.js';
@@ -91,7 +82,7 @@ export async function listen(flags: Record<string, unknown>): Promise<void> {
     follow = (sid, _id, signal) => events.wait(sid, (s) => dialer.getCall(s), 30_000, signal);
   } else {
     follow = (sid, _id, signal) =>
-      followCallByPolling({ getCall: (s) => dialer.getCall(s), sid, intervalMs: c.callPollSec * 1000, sleep, clock: Date.now, signal });
+      followCallByPolling({ getCall: (s) => dialer.getCall(s), sid, intervalMs: c.callPollSec * 1000, sleep: abortableSleep, clock: Date.now, signal });
   }
 
   const listener = new Listener({
