@@ -3,44 +3,54 @@
  * SIGINT/SIGTERM. The action resolves only after the shutdown, so `main.ts` exits with 0.
  */
 import { mkdir } from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
-import { HandoffError } from '../../protocol/index.js';
 import { createHubLogger, startHub } from '../../hub/index.js';
-import { defaultSpoolDir, resolveHubConfig, type HubServeFlags } from './hub.js';
+import { resolveConfig, type ResolvedConfig } from '../config.js';
+import type { HubServeFlags } from './hub.js';
 
-function integer(name: string, text: string | undefined, min: number, max: number): number | undefined {
-  if (text === undefined) return undefined;
-  if (!/^\d+$/.test(text)) throw new HandoffError('USAGE', `${name} must be an integer`);
-  const value = Number(text);
-  if (value < min || value > max) throw new HandoffError('USAGE', `${name} must be between ${min} and ${max}`);
-  return value;
+const DEFAULT_SPOOL = ['.handoff', 'spool'];
+const DEFAULT_HUB_CONFIG = ['.handoff', 'hub.json'];
+
+/** The hub's settings through the one configuration model (`--config` here names the hub's agents file). */
+function hubSettings(flags: HubServeFlags | { config?: string }): { cfg: ResolvedConfig; spool: string; hubConfig: string; named: boolean } {
+  const cfg = resolveConfig({ flags: { ...flags, hubConfig: flags.config }, env: process.env, cwd: process.cwd() });
+  const home = os.homedir();
+  return {
+    cfg,
+    spool: cfg.config.spool ?? path.join(home, ...DEFAULT_SPOOL),
+    hubConfig: cfg.config.hubConfig ?? path.join(home, ...DEFAULT_HUB_CONFIG),
+    named: cfg.config.hubConfig !== undefined,
+  };
+}
+
+/** The hub config file named by `--config`, `HANDOFF_HUB_CONFIG` or the config file, else the default. */
+export function hubConfigFile(flag: string | undefined): { file: string; named: boolean } {
+  const s = hubSettings({ config: flag });
+  return { file: s.hubConfig, named: s.named };
 }
 
 /** Serves until SIGINT or SIGTERM; `ready(url)` is called once the hub listens. */
 export async function serveHub(flags: HubServeFlags, ready: (url: string) => void): Promise<void> {
-  const port = integer('--port', flags.port, 0, 65535) ?? 8787;
-  const bodyLimitBytes = integer('--body-limit', flags.bodyLimit, 1024, 64 * 1024 * 1024);
-  const maxPendingPerTarget = integer('--max-pending', flags.maxPending, 1, 1_000_000);
-  const sweepIntervalMs = integer('--sweep-interval', flags.sweepInterval, 10, 3_600_000);
-  const config = resolveHubConfig(flags.config);
-  if (!pino.levels.values[flags.logLevel] && flags.logLevel !== 'silent') throw new HandoffError('USAGE', `unknown log level ${flags.logLevel}`);
+  const { cfg, spool, hubConfig, named } = hubSettings(flags);
+  const c = cfg.config;
   // Logs go to stderr so that stdout carries only the command's result (the URL line).
   const destination = pino.destination({ fd: 2, sync: false });
-  const logger = createHubLogger({ level: flags.logLevel, destination });
+  const logger = createHubLogger({ level: c.logLevel, destination });
 
   // The spool wants an existing parent (a mistyped --spool should not create a tree); the default
   // location is ours to create.
-  if (flags.spool === defaultSpoolDir()) await mkdir(path.dirname(flags.spool), { recursive: true, mode: 0o700 });
+  if (c.spool === undefined) await mkdir(path.dirname(spool), { recursive: true, mode: 0o700 });
   const hub = await startHub({
-    spoolDir: flags.spool,
-    host: flags.host,
-    port,
-    configFile: config.file,
-    configMissingOk: !config.named,
+    spoolDir: spool,
+    host: c.host,
+    port: c.port,
+    configFile: hubConfig,
+    configMissingOk: !named,
     logger,
-    limits: { ...(bodyLimitBytes === undefined ? {} : { bodyLimitBytes }), ...(maxPendingPerTarget === undefined ? {} : { maxPendingPerTarget }) },
-    sweepIntervalMs,
+    limits: { bodyLimitBytes: c.bodyLimit, maxPendingPerTarget: c.maxPending },
+    sweepIntervalMs: c.sweepIntervalMs,
   });
 
   let stop: (signal: NodeJS.Signals) => void = () => undefined;

@@ -2,31 +2,20 @@ import type { Command } from 'commander';
 import { emit } from '../output.js';
 
 export interface HubServeFlags {
-  spool: string;
-  host: string;
-  port: string;
+  spool?: string;
+  host?: string;
+  port?: string;
   config?: string;
   bodyLimit?: string;
   maxPending?: string;
   sweepInterval?: string;
-  logLevel: string;
+  logLevel?: string;
   json?: boolean;
 }
 
 interface HubConfigFlags {
   config?: string;
   json?: boolean;
-}
-
-/** Where the hub keeps its spool unless told otherwise. */
-export function defaultSpoolDir(): string {
-  return process.env.HANDOFF_SPOOL ?? `${process.env.HOME ?? '.'}/.handoff/spool`;
-}
-
-/** The hub config file named by `--config` or `HANDOFF_HUB_CONFIG`, else the default one. */
-export function resolveHubConfig(flag: string | undefined): { file: string; named: boolean } {
-  const named = flag ?? process.env.HANDOFF_HUB_CONFIG;
-  return named !== undefined && named !== '' ? { file: named, named: true } : { file: `${process.env.HOME ?? '.'}/.handoff/hub.json`, named: false };
 }
 
 /** `handoff hub serve|add-agent|remove-agent`: the HTTP relay and its agents' tokens. */
@@ -36,14 +25,14 @@ export function register(program: Command): void {
   hub
     .command('serve')
     .description('serve the hub API until SIGINT/SIGTERM (prints the URL when ready)')
-    .option('--spool <dir>', 'spool directory (env HANDOFF_SPOOL)', defaultSpoolDir())
-    .option('--host <addr>', 'listen address', '127.0.0.1')
-    .option('--port <n>', 'listen port (0 picks a free one)', '8787')
-    .option('--config <file>', 'hub config file with the agents (env HANDOFF_HUB_CONFIG; default ~/.handoff/hub.json)')
-    .option('--body-limit <bytes>', 'largest accepted request body', String(1024 * 1024))
-    .option('--max-pending <n>', 'pending handoffs allowed per target', '100')
-    .option('--sweep-interval <ms>', 'period of the janitor sweep', '1000')
-    .option('--log-level <level>', 'pino log level (logs go to stderr)', 'info')
+    .option('--spool <dir>', 'spool directory (HANDOFF_SPOOL; default ~/.handoff/spool)')
+    .option('--host <addr>', 'listen address (default 127.0.0.1)')
+    .option('--port <n>', 'listen port, 0 picks a free one (default 8787)')
+    .option('--config <file>', 'hub config file with the agents (HANDOFF_HUB_CONFIG; default ~/.handoff/hub.json)')
+    .option('--body-limit <bytes>', 'largest accepted request body (default 1 MiB)')
+    .option('--max-pending <n>', 'pending handoffs allowed per target (default 100)')
+    .option('--sweep-interval <ms>', 'period of the janitor sweep (default 1000)')
+    .option('--log-level <level>', 'pino log level; logs go to stderr (default info)')
     .option('--json', 'print the URL as one JSON line')
     .addHelpText('after', '\nExample:\n  handoff hub add-agent alice && handoff hub add-agent bob\n  handoff hub serve --host 0.0.0.0 --port 8787 --spool /var/lib/handoff/spool')
     .action(async (flags: HubServeFlags) => {
@@ -60,7 +49,8 @@ export function register(program: Command): void {
     .addHelpText('after', '\nExample:\n  handoff hub add-agent alice > alice.token   # give alice.token to alice; it is not stored')
     .action(async (name: string, flags: HubConfigFlags) => {
       const { addAgent } = await import('../../hub/index.js');
-      const { file } = resolveHubConfig(flags.config);
+      const { hubConfigFile } = await import('./hub-impl.js');
+      const { file } = hubConfigFile(flags.config);
       const token = await addAgent(file, name);
       if (!flags.json) process.stderr.write(`token for ${name} (shown once; the hub keeps only its hash in ${file}):\n`);
       emit(flags, { agent: name, config: file, token }, (r) => r.token);
@@ -76,7 +66,8 @@ export function register(program: Command): void {
     .action(async (name: string, flags: HubConfigFlags) => {
       const { removeAgent } = await import('../../hub/index.js');
       const { HandoffError } = await import('../../protocol/index.js');
-      const { file } = resolveHubConfig(flags.config);
+      const { hubConfigFile } = await import('./hub-impl.js');
+      const { file } = hubConfigFile(flags.config);
       if (!(await removeAgent(file, name))) throw new HandoffError('NOT_FOUND', `no agent ${name} in ${file}`);
       emit(flags, { agent: name, config: file, removed: true }, (r) => `removed ${r.agent}`);
     });
