@@ -21,7 +21,8 @@ async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) {
       // --help and --version exit through here with code 0; usage errors are already printed.
       if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return 0;
-      return reportError(new HandoffError('USAGE', err.message.replace(/^error: /, '')), { json: wantsJson });
+      const hint = wantsJson ? '' : ' (run with --help for usage)';
+      return reportError(new HandoffError('USAGE', `${err.message.replace(/^error: /, '')}${hint}`), { json: wantsJson });
     }
     return reportError(err, { json: wantsJson });
   }

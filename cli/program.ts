@@ -22,7 +22,6 @@ export function buildProgram(): Command {
   const program = new Command('handoff')
     .description('Hand a live phone conversation from one AI voice agent to another.')
     .version(packageVersion(), '-V, --version')
-    .showHelpAfterError('(run with --help for usage)')
     // Usage errors are printed by reportError in the same format as every other error.
     .configureOutput({ outputError: () => undefined })
     .exitOverride();

@@ -1,0 +1,111 @@
+/**
+ * Every command's `--json` output is one JSON document of a stable shape (or JSON lines for
+ * streams), and errors come as `{"error":{"code","message"}}` on stderr with the code's exit
+ * status. Local mode, real child processes, one shared spool.
+ */
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { ERROR_CODES, keyFilePath, writeKeyFile } from '../protocol/index.js';
+import { runCli } from './helpers/cli.js';
+import { tmpDir } from './helpers/tmp.js';
+
+const SECRET = 'bob-alice-pair-secret-0123456789abcdef';
+
+function json(stdout: string): Record<string, unknown> {
+  const lines = stdout.trim().split('\n');
+  assert.equal(lines.length, 1, `one JSON document, got: ${stdout}`);
+  return JSON.parse(lines[0] as string) as Record<string, unknown>;
+}
+
+function keysOf(doc: Record<string, unknown>): string[] {
+  return Object.keys(doc).sort();
+}
+
+test('--json on the lifecycle, maintenance and key commands prints one document of a stable shape', async (t) => {
+  const dir = await tmpDir(t);
+  const spool = path.join(dir, 'spool');
+  const bobKeys = path.join(dir, 'bob-keys');
+  const aliceKeys = path.join(dir, 'alice-keys');
+  await writeKeyFile(keyFilePath(bobKeys, 'alice'), SECRET);
+  await writeKeyFile(keyFilePath(aliceKeys, 'bob'), SECRET);
+  const env = { HOME: dir };
+  const cli = (...args: string[]) => runCli(args, { cwd: dir, env });
+  const transcript = path.join(dir, 't.json');
+  await writeFile(transcript, JSON.stringify([{ role: 'user', text: 'Can Alice book the standup?' }]));
+
+  const start = await cli('start', '--spool', spool, '--agent', 'bob', '--to', 'alice', '--caller', '+15551234567', '--reason', 'scheduling', '--transcript', transcript, '--keys', bobKeys, '--ttl', '300', '--json');
+  assert.equal(start.code, 0, start.stderr);
+  const started = json(start.stdout);
+  assert.deepEqual(keysOf(started), ['expires_at', 'handoff_id', 'status']);
+  const id = String(started.handoff_id);
+
+  const list = json((await cli('list', '--spool', spool, '--json')).stdout);
+  assert.deepEqual(keysOf((list.handoffs as Array<Record<string, unknown>>)[0] ?? {}), ['detail', 'from_agent', 'handoff_id', 'state', 'to_agent']);
+
+  const poll = await cli('poll', '--spool', spool, '--agent', 'alice', '--wait', '0', '--json');
+  const polled = poll.stdout.trim().split('\n').map((l) => JSON.parse(l) as { handoff_id: string });
+  assert.deepEqual(polled.map((p) => p.handoff_id), [id], 'poll prints one payload per JSON line');
+
+  const accepted = json((await cli('accept', id, '--spool', spool, '--agent', 'alice', '--json')).stdout);
+  assert.deepEqual(keysOf(accepted), ['claim_token', 'handoff_id', 'lease_until', 'state']);
+
+  const shown = json((await cli('show', id, '--spool', spool, '--json')).stdout);
+  assert.equal(shown.state, 'claimed');
+  assert.equal(shown.claim_token_sha256, undefined, 'show never prints the token hash');
+
+  const completed = await runCli(['complete', id, '--outcome', 'resolved', '--spool', spool, '--agent', 'alice', '--json'], { cwd: dir, env: { ...env, HANDOFF_CLAIM_TOKEN: String(accepted.claim_token) } });
+  assert.deepEqual(json(completed.stdout), { handoff_id: id, state: 'archived', outcome: 'resolved' });
+
+  const archived = json((await cli('show', id, '--spool', spool, '--json')).stdout);
+  const verified = json((await cli('verify', String(archived.file), '--agent', 'alice', '--keys', aliceKeys, '--json')).stdout);
+  assert.deepEqual(keysOf(verified), ['expires_at', 'from_agent', 'handoff_id', 'to_agent', 'valid']);
+  assert.equal(verified.valid, true, 'the archived envelope still verifies');
+
+  const audit = json((await cli('audit', 'verify', '--spool', spool, '--json')).stdout);
+  assert.deepEqual(keysOf(audit), ['lastHash', 'lines', 'ok']);
+  assert.equal(audit.ok, true);
+
+  const recovered = json((await cli('spool', 'recover', '--spool', spool, '--json')).stdout);
+  assert.ok(['tmpRemoved', 'adopted', 'rolledForward', 'duplicatesResolved'].every((k) => k in recovered));
+
+  const gen = json((await cli('keys', 'gen', '--peer', 'carol', '--keys', bobKeys, '--json')).stdout);
+  assert.deepEqual(keysOf(gen), ['file', 'peer']);
+
+  const hubConfig = path.join(dir, 'hub.json');
+  const added = json((await cli('hub', 'add-agent', 'alice', '--config', hubConfig, '--json')).stdout);
+  assert.deepEqual(keysOf(added), ['agent', 'config', 'token']);
+
+  const doctor = await cli('doctor', '--agent', 'alice', '--spool', spool, '--keys', aliceKeys, '--bootstrap-dir', path.join(dir, 'boot'), '--json');
+  const report = json(doctor.stdout);
+  assert.deepEqual(keysOf(report), ['checks', 'ok']);
+  assert.equal(doctor.code, 0, doctor.stdout);
+});
+
+test('errors with --json are one JSON document on stderr, with the exit status of the code', async (t) => {
+  const dir = await tmpDir(t);
+  const cases: Array<[string[], keyof typeof ERROR_CODES]> = [
+    [['show', 'no-such-id', '--spool', path.join(dir, 'spool'), '--json'], 'NOT_FOUND'],
+    [['show', '../etc', '--spool', path.join(dir, 'spool'), '--json'], 'INVALID_ID'],
+    [['start', '--to', 'alice', '--json'], 'USAGE'],
+    [['list', '--json'], 'CONFIG'],
+    [['start', '--agent', 'bob', '--to', 'alice', '--caller', '+1555', '--reason', 'r', '--spool', path.join(dir, 'spool'), '--keys', path.join(dir, 'none'), '--json'], 'KEY_FILE'],
+  ];
+  for (const [args, code] of cases) {
+    const r = await runCli(args, { cwd: dir, env: { HOME: dir } });
+    assert.equal(r.stdout, '', `${args.join(' ')}: nothing on stdout`);
+    const err = JSON.parse(r.stderr.trim()) as { error: { code: string; message: string } };
+    assert.equal(err.error.code, code, `${args.join(' ')} → ${r.stderr}`);
+    assert.equal(r.code, ERROR_CODES[code].exit);
+  }
+});
+
+test('demo --json reports the timeline and an archived outcome', async (t) => {
+  const dir = await tmpDir(t);
+  const r = await runCli(['demo', '--json'], { cwd: dir, env: { HOME: dir } });
+  assert.equal(r.code, 0, r.stderr);
+  const doc = json(r.stdout);
+  assert.match(String(doc.outcome), /^archived/);
+  assert.ok((doc.steps as unknown[]).length >= 8);
+});
