@@ -1,0 +1,94 @@
+/**
+ * The listener following a call by Twilio status callbacks: signed callbacks (computed with the
+ * SDK's own function) reach the webhook endpoint behind a "proxy" public URL, feed the
+ * CallEventHub, and drive the delivery; a forged callback changes nothing.
+ */
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { serve } from '@hono/node-server';
+import twilio from 'twilio';
+import {
+  CallEventHub,
+  createCallWebhookApp,
+  Listener,
+  ListenerState,
+  statusCallbackUrl,
+} from '../agent-listener/index.js';
+import { createTwilioSignatureValidator, TwilioDialer } from '../agent-listener/twilio-dialer.js';
+import { buildPayload, callerHash, keyRingFromSecrets } from '../protocol/index.js';
+import { captureLogger, eventLog, FakeSource } from './helpers/fakes.js';
+import { tmpDir } from './helpers/tmp.js';
+import { startTwilioStub } from './helpers/twilio-stub.js';
+
+const SECRET = 'bob-alice-pair-secret-0123456789abcdef';
+const AUTH_TOKEN = 'webhook-test-auth-token';
+const CALLER = '+15551234567';
+const PUBLIC_URL = 'https://alice.example.com/handoff/status';
+
+test('a busy signal reported by a signed status callback → one SMS → rejected busy; a forged one is refused', async (t) => {
+  const dir = await tmpDir(t);
+  const stub = await startTwilioStub(t);
+  const events = new CallEventHub();
+  const app = createCallWebhookApp({ publicUrl: PUBLIC_URL, validateSignature: createTwilioSignatureValidator(AUTH_TOKEN), onEvent: (e) => events.push(e) });
+  const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 });
+  await new Promise((r) => server.once('listening', r));
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  const local = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+
+  const source = new FakeSource();
+  const dialer = new TwilioDialer({ accountSid: `AC${'1'.repeat(32)}`, authToken: AUTH_TOKEN, apiBaseUrl: stub.baseUrl, callsPerSecond: 1000 });
+  const { events: seen, onEvent } = eventLog();
+  const abortPolls = new AbortController();
+  const listener = new Listener({
+    agent: 'alice',
+    keys: keyRingFromSecrets({ bob: [SECRET] }),
+    source,
+    dialer,
+    state: await ListenerState.open(path.join(dir, 'state')),
+    bootstrapDir: path.join(dir, 'boot'),
+    telephony: {
+      from: '+15550001111',
+      target: { kind: 'stream', url: 'wss://alice.example.com/twilio' },
+      leadIn: true,
+      ringTimeoutSec: 20,
+      machineDetection: true,
+      statusCallbackUrl: (id) => statusCallbackUrl(PUBLIC_URL, id),
+      fallbackSms: true,
+      completeAfterSec: 0,
+    },
+    contacts: new Map([[callerHash(CALLER), CALLER]]),
+    // A long safety-poll interval: the outcome must come from the callback.
+    followCall: (sid, _id, signal) => events.wait(sid, (s) => dialer.getCall(s), 60_000, AbortSignal.any([signal, abortPolls.signal])),
+    logger: captureLogger(),
+    onEvent,
+  });
+  t.after(() => abortPolls.abort());
+  const p = buildPayload({ from: 'bob', to: 'alice', callerId: CALLER, reason: 'scheduling', transcript: [], resumeHint: 'Hi, Alice here.' }, SECRET, Date.now());
+  const id = p.payload.handoff_id;
+  source.add(id, p.text);
+  const delivering = listener.handle({ id, text: p.text });
+  for (let i = 0; i < 400 && !seen.some((e) => e.event === 'dialed'); i++) await new Promise((r) => setTimeout(r, 5));
+  const callSid = seen.find((e) => e.event === 'dialed')?.detail as string;
+  const create = new Map(stub.requests.find((r) => r.path.endsWith('/Calls.json'))?.form);
+  assert.equal(create.get('StatusCallback'), statusCallbackUrl(PUBLIC_URL, id), 'Twilio is told the public URL');
+  assert.match(create.get('Twiml') ?? '', /<Say>Hi, Alice here\.<\/Say>/, 'the lead-in speaks the resume hint');
+
+  const callbackUrl = statusCallbackUrl(PUBLIC_URL, id);
+  const params = { CallSid: callSid, CallStatus: 'busy', AccountSid: `AC${'1'.repeat(32)}` };
+  const post = (signature: string, body: Record<string, string>) =>
+    fetch(`${local}${new URL(callbackUrl).pathname}${new URL(callbackUrl).search}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature },
+      body: new URLSearchParams(body),
+    });
+  const forged = await post(twilio.getExpectedTwilioSignature('not-the-auth-token', callbackUrl, params), params);
+  assert.equal(forged.status, 403);
+  assert.equal(source.settled.size, 0, 'a forged callback settles nothing');
+  const genuine = await post(twilio.getExpectedTwilioSignature(AUTH_TOKEN, callbackUrl, params), params);
+  assert.equal(genuine.status, 204);
+  await delivering;
+  assert.equal(source.settled.get(id)?.outcome, 'busy');
+  assert.equal(stub.requests.filter((r) => r.path.endsWith('/Messages.json')).length, 1, 'one fallback SMS');
+  assert.equal(stub.requests.filter((r) => r.method === 'GET').length, 0, 'no polling was needed');
+});
