@@ -72,7 +72,7 @@ function scriptNoAnswer(stub: TwilioStub): void {
   stub.reply({ status: 201, body: { sid, status: 'queued' } }, { status: 200, body: { sid, status: 'no-answer' } });
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
