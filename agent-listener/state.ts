@@ -97,7 +97,9 @@ export class ListenerState {
   /** Writes a journal durably and keeps it in memory; phases never move backwards. */
   async save(journal: DeliveryJournal): Promise<DeliveryJournal> {
     const prev = this.journals.get(journal.handoff_id);
-    if (prev && DELIVERY_PHASES.indexOf(journal.phase) < DELIVERY_PHASES.indexOf(prev.phase)) {
+    // A claim we lost to someone else leaves nothing of ours to protect: it may start over.
+    const lost = prev?.phase === 'done' && prev.outcome?.startsWith('not_claimed:');
+    if (prev && !lost && DELIVERY_PHASES.indexOf(journal.phase) < DELIVERY_PHASES.indexOf(prev.phase)) {
       throw new HandoffError('INTERNAL', `journal of ${journal.handoff_id} cannot move from ${prev.phase} back to ${journal.phase}`);
     }
     await writeFileAtomic(this.journalPath(journal.handoff_id), `${JSON.stringify(journal, null, 2)}\n`);

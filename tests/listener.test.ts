@@ -299,3 +299,25 @@ test('a crash between the claim and its answer is resumed by repeating the claim
   assert.equal(s.source.accepts, 1, 'one claim at the source');
   assert.equal(s.dialer.dials.length, 1, 'one call');
 });
+
+test('a handoff whose claim was lost can be taken again later; a delivered one cannot', async (t) => {
+  const s = await setup(t);
+  const p = payload();
+  const id = p.payload.handoff_id;
+  const realAccept = s.source.accept.bind(s.source);
+  s.source.accept = async () => {
+    throw new HandoffError('NOT_FOUND', 'briefly not visible');
+  };
+  const listener = await s.make();
+  await listener.handle({ id, text: p.text });
+  assert.equal(s.dialer.dials.length, 0);
+  s.source.accept = realAccept;
+  s.source.add(id, p.text);
+  await listener.handle({ id, text: p.text });
+  assert.equal(s.dialer.dials.length, 1, 'the second attempt claimed and dialed');
+  s.source.settled.clear();
+  s.source.add(id, p.text);
+  await listener.handle({ id, text: p.text });
+  assert.equal(s.source.settled.get(id)?.outcome, 'REPLAY');
+  assert.equal(s.dialer.dials.length, 1);
+});

@@ -1,0 +1,61 @@
+/**
+ * CPU time and memory of another process, read from Linux's /proc (the benchmark measures the hub
+ * and redis-server from outside, as an operator would with `ps`).
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+let ticksPerSecond: number | undefined;
+
+function clockTicks(): number {
+  if (ticksPerSecond === undefined) {
+    try {
+      ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      ticksPerSecond = 100;
+    }
+  }
+  return ticksPerSecond;
+}
+
+/** User + system CPU seconds used by `pid` so far; NaN when /proc cannot tell. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const utime = Number(fields[11]);
+    const stime = Number(fields[12]);
+    return (utime + stime) / clockTicks();
+  } catch {
+    return Number.NaN;
+  }
+}
+
+function statusKb(pid: number, key: string): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status);
+    return m ? Number(m[1]) : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Peak resident set size of `pid` in MiB (VmHWM). */
+export function peakRssMiB(pid: number): number {
+  return statusKb(pid, 'VmHWM') / 1024;
+}
+
+/** A window of CPU use: `stop()` gives the CPU seconds used since `start` and the share of one core. */
+export function cpuWindow(pid: number): { stop(): { cpuSec: number; corePct: number } } {
+  const cpu0 = cpuSeconds(pid);
+  const t0 = performance.now();
+  return {
+    stop() {
+      const cpuSec = cpuSeconds(pid) - cpu0;
+      const wallSec = (performance.now() - t0) / 1000;
+      return { cpuSec, corePct: (100 * cpuSec) / wallSec };
+    },
+  };
+}

@@ -1,0 +1,442 @@
+/**
+ * `npm run bench [-- options]`: how fast a handoff moves through the relay on this machine, how it
+ * scales with the archive, and the same lifecycle through BullMQ on Redis side by side. Prints a
+ * table and writes bench/results/latest.json. See bench/README.md for what each row measures.
+ *
+ * Options:
+ *   --quick            small counts and short runs (under two minutes)
+ *   --handoffs N       wake-up samples per configuration (default 2000; quick 300)
+ *   --seconds S        duration of each lifecycle run (default 10; quick 2)
+ *   --archive N        largest archive size of the scale rows (default 100000; quick 100000)
+ *   --e2e N            end-to-end samples through the listener (default 500; quick 100)
+ *   --cli-e2e N        end-to-end samples through a spawned CLI (default 30; quick 5)
+ *   --local N          local-mode samples (default 1000; quick 200)
+ *   --cli-runs N       CLI cold starts per command (default 30; quick 10)
+ *   --only LIST        comma-separated sections: disk,wakeup,lifecycle,e2e,scale,local,cli,bullmq
+ *   --no-build         use dist/ as it is (default: npm run build first)
+ *   --no-bullmq        skip the BullMQ comparison
+ *   --out FILE         results file (default bench/results/latest.json)
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { REPO_ROOT, startBenchHub } from './lib/hub-process.js';
+import { benchDir, cleanup } from './lib/fixtures.js';
+import { startBenchRedis } from './lib/redis.js';
+import { round, type Summary } from './lib/stats.js';
+import { measureBullLifecycle, measureBullWakeup, type BullLifecycleResult, type BullWakeupResult } from './scenarios/bullmq.js';
+import { measureCliStart, type CliStartResult } from './scenarios/cli-start.js';
+import { measureDisk, type DiskResult } from './scenarios/disk.js';
+import { measureE2e, type E2eResult } from './scenarios/e2e.js';
+import { measureLifecycle, pairAgents, type LifecycleResult } from './scenarios/lifecycle.js';
+import { measureLocal, type LocalResult } from './scenarios/local.js';
+import { measureScale, type ScalePoint } from './scenarios/scale.js';
+import { measureWakeup, type WakeupResult } from './scenarios/wakeup.js';
+
+const SECTIONS = ['disk', 'wakeup', 'lifecycle', 'e2e', 'scale', 'local', 'cli', 'bullmq'] as const;
+type Section = (typeof SECTIONS)[number];
+
+interface Options {
+  quick: boolean;
+  handoffs: number;
+  seconds: number;
+  archive: number;
+  e2e: number;
+  cliE2e: number;
+  local: number;
+  cliRuns: number;
+  only: Set<Section>;
+  build: boolean;
+  out: string;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean', default: false },
+      handoffs: { type: 'string' },
+      seconds: { type: 'string' },
+      archive: { type: 'string' },
+      e2e: { type: 'string' },
+      'cli-e2e': { type: 'string' },
+      local: { type: 'string' },
+      'cli-runs': { type: 'string' },
+      only: { type: 'string' },
+      'no-build': { type: 'boolean', default: false },
+      'no-bullmq': { type: 'boolean', default: false },
+      out: { type: 'string' },
+    },
+    strict: true,
+  });
+  const quick = values.quick === true;
+  const count = (name: string, text: string | undefined, full: number, fast: number, min = 1): number => {
+    if (text === undefined) return quick ? fast : full;
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}`);
+    return n;
+  };
+  const only = new Set<Section>(values.only === undefined ? SECTIONS : []);
+  for (const name of values.only?.split(',') ?? []) {
+    if (!(SECTIONS as readonly string[]).includes(name)) throw new Error(`--only: unknown section ${name} (${SECTIONS.join(', ')})`);
+    only.add(name as Section);
+  }
+  if (values['no-bullmq']) only.delete('bullmq');
+  return {
+    quick,
+    handoffs: count('handoffs', values.handoffs, 2000, 300),
+    seconds: count('seconds', values.seconds, 10, 2),
+    archive: count('archive', values.archive, 100_000, 100_000, 0),
+    e2e: count('e2e', values.e2e, 500, 100),
+    cliE2e: count('cli-e2e', values['cli-e2e'], 30, 5, 0),
+    local: count('local', values.local, 1000, 200),
+    cliRuns: count('cli-runs', values['cli-runs'], 30, 10),
+    only,
+    build: !values['no-build'],
+    out: values.out ?? path.join(REPO_ROOT, 'bench', 'results', 'latest.json'),
+  };
+}
+
+interface Machine {
+  cpu: string;
+  cores: number;
+  memoryGiB: number;
+  kernel: string;
+  node: string;
+  disk: string;
+}
+
+function machine(): Machine {
+  let disk = 'unknown';
+  try {
+    const mount = execFileSync('findmnt', ['-no', 'SOURCE,FSTYPE,OPTIONS', '--target', os.tmpdir()], { encoding: 'utf8' }).trim();
+    const [source = '', fstype = ''] = mount.split(/\s+/);
+    const dev = path.basename(source);
+    let kind = '';
+    try {
+      kind = execFileSync('cat', [`/sys/block/${dev}/queue/rotational`], { encoding: 'utf8' }).trim() === '1' ? ', rotational' : ', non-rotational';
+    } catch {
+      // a partition or a virtual device without a queue entry
+    }
+    const virt = spawnSync('systemd-detect-virt', { encoding: 'utf8' }).stdout?.trim();
+    disk = `${fstype} on ${source}${kind}${virt && virt !== 'none' ? ` (virtual disk, ${virt})` : ''}`;
+  } catch {
+    // findmnt missing: leave "unknown"
+  }
+  return {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    kernel: `${os.type()} ${os.release()}`,
+    node: process.version,
+    disk,
+  };
+}
+
+// ------------------------------------------------------------------ table
+
+interface TableSection {
+  title: string;
+  columns: string[];
+  rows: string[][];
+}
+
+const sections: TableSection[] = [];
+
+/** Starts a section of the table; `columns` name the cells after the label. */
+function heading(title: string, columns: string[] = []): void {
+  sections.push({ title, columns, rows: [] });
+}
+
+function row(label: string, ...cells: Array<string | number>): void {
+  sections[sections.length - 1]?.rows.push([label, ...cells.map((c) => (typeof c === 'number' ? String(round(c)) : c))]);
+}
+
+const LATENCY_COLUMNS = ['n', 'p50 ms', 'p99 ms', 'max ms'];
+
+function latencyCells(s: Summary): Array<string | number> {
+  return [s.n, s.p50, s.p99, s.max];
+}
+
+function renderTable(): string {
+  const out: string[] = [];
+  for (const section of sections) {
+    out.push('', section.title);
+    const all = [['', ...section.columns], ...section.rows];
+    const widths: number[] = [];
+    for (const r of all) r.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+    for (const r of section.columns.length > 0 ? all : section.rows) {
+      out.push(`  ${r.map((cell, i) => (i === 0 ? cell.padEnd(widths[0] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ').trimEnd()}`);
+    }
+  }
+  return out.join('\n');
+}
+
+// ------------------------------------------------------------------ run
+
+interface Results {
+  startedAt: string;
+  durationSec: number;
+  machine: Machine;
+  options: Omit<Options, 'only'> & { only: Section[] };
+  disk?: DiskResult;
+  wakeup?: WakeupResult[];
+  lifecycle?: LifecycleResult[];
+  e2e?: E2eResult;
+  scale?: ScalePoint[];
+  local?: LocalResult;
+  cli?: CliStartResult;
+  bullmq?:
+    | { skipped: string }
+    | {
+        runs: Array<{
+          mode: 'default' | 'durable';
+          persistence: { save: string; appendonly: string; appendfsync: string };
+          wakeup: BullWakeupResult;
+          lifecycle: BullLifecycleResult[];
+        }>;
+      };
+  targets?: Array<{ what: string; target: string; measured: string; met: boolean }>;
+}
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  const t0 = performance.now();
+  const results: Results = {
+    startedAt: new Date().toISOString(),
+    durationSec: 0,
+    machine: machine(),
+    options: { ...options, only: [...options.only] },
+  };
+  const has = (s: Section): boolean => options.only.has(s);
+  const m = results.machine;
+  log(`handoff-relay bench${options.quick ? ' (quick)' : ''}: ${m.cpu}, ${m.cores} cores, ${m.kernel}, Node ${m.node}, ${m.disk}`);
+
+  if (options.build && (has('wakeup') || has('lifecycle') || has('e2e') || has('scale') || has('cli'))) {
+    log('building dist/ (npm run build)…');
+    const built = spawnSync('npm', ['run', 'build', '--silent'], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+    if (built.status !== 0) throw new Error('npm run build failed');
+  }
+
+  try {
+    if (has('disk')) {
+      log('disk floor…');
+      results.disk = await measureDisk(options.quick ? 1 : 3);
+    }
+
+    if (has('wakeup')) {
+      results.wakeup = [];
+      for (const parked of [1, 100]) {
+        log(`wake-up, ${parked} parked…`);
+        const targets = Array.from({ length: parked }, (_, k) => `a${String(k).padStart(3, '0')}`);
+        const hub = await startBenchHub({ dir: await benchDir('wakeup'), agents: ['bob', ...targets] });
+        try {
+          results.wakeup.push(await measureWakeup(hub, 'bob', targets, options.handoffs));
+        } finally {
+          await hub.stop();
+        }
+      }
+    }
+
+    if (has('lifecycle')) {
+      results.lifecycle = [];
+      for (const pairs of [1, 8, 64]) {
+        log(`lifecycle, ${pairs} pairs…`);
+        const hub = await startBenchHub({ dir: await benchDir('lifecycle'), agents: pairAgents(pairs) });
+        try {
+          results.lifecycle.push(await measureLifecycle(hub, pairs, options.seconds));
+        } finally {
+          await hub.stop();
+        }
+      }
+    }
+
+    if (has('e2e')) {
+      log('end to end through a listener…');
+      const hub = await startBenchHub({ dir: await benchDir('e2e-hub'), agents: ['bob', 'alice'] });
+      try {
+        results.e2e = await measureE2e(hub, options.e2e, options.cliE2e);
+      } finally {
+        await hub.stop();
+      }
+    }
+
+    if (has('scale')) {
+      log('scale with archive/…');
+      const sizes = [...new Set([0, Math.min(10_000, options.archive), options.archive])].sort((a, b) => a - b);
+      results.scale = await measureScale(sizes, Math.max(100, Math.round(options.handoffs / 4)), Math.max(1, Math.round(options.seconds / 2)), log);
+    }
+
+    if (has('local')) {
+      log('local mode (chokidar)…');
+      results.local = await measureLocal(options.local);
+    }
+
+    if (has('cli')) {
+      log('CLI cold start…');
+      results.cli = await measureCliStart(options.cliRuns);
+    }
+
+    if (has('bullmq')) {
+      results.bullmq = await runBullmq(options);
+    }
+  } finally {
+    await cleanup();
+  }
+
+  results.durationSec = (performance.now() - t0) / 1000;
+  results.targets = targets(results);
+  buildTable(results);
+  const table = renderTable();
+  process.stdout.write(`${table}\n\n`);
+  await mkdir(path.dirname(options.out), { recursive: true });
+  await writeFile(options.out, `${JSON.stringify(results, (_k, v: unknown) => (typeof v === 'number' ? round(v) : v), 2)}\n`);
+  log(`wrote ${path.relative(process.cwd(), options.out)} (${round(results.durationSec)} s)`);
+}
+
+async function runBullmq(options: Options): Promise<NonNullable<Results['bullmq']>> {
+  const runs: Extract<NonNullable<Results['bullmq']>, { runs: unknown }>['runs'] = [];
+  for (const mode of ['default', 'durable'] as const) {
+    log(`BullMQ on Redis (${mode} persistence)…`);
+    const dir = await benchDir(`redis-${mode}`);
+    const { redis, why } = await startBenchRedis(dir, mode === 'durable');
+    if (redis === undefined) {
+      log(`BullMQ comparison skipped: ${why}`);
+      return { skipped: why ?? 'redis-server unavailable' };
+    }
+    try {
+      const wakeup = await measureBullWakeup(redis, mode, options.handoffs);
+      const lifecycle: BullLifecycleResult[] = [];
+      for (const pairs of [1, 8, 64]) lifecycle.push(await measureBullLifecycle(redis, `${mode}-${pairs}`, pairs, options.seconds));
+      runs.push({ mode, persistence: redis.persistence, wakeup, lifecycle });
+    } finally {
+      await redis.stop();
+    }
+  }
+  return { runs };
+}
+
+function targets(r: Results): NonNullable<Results['targets']> {
+  const out: NonNullable<Results['targets']> = [];
+  const idle = r.wakeup?.[0];
+  if (idle) {
+    out.push({ what: 'wake-up p50 (1 parked, ack→receive)', target: '≤ 1 ms', measured: `${round(idle.ackToReceive.p50)} ms`, met: idle.ackToReceive.p50 <= 1 });
+    out.push({ what: 'wake-up p99 (1 parked, ack→receive)', target: '≤ 5 ms', measured: `${round(idle.ackToReceive.p99)} ms`, met: idle.ackToReceive.p99 <= 5 });
+  }
+  const eight = r.lifecycle?.find((l) => l.pairs === 8);
+  if (eight) out.push({ what: 'lifecycle at 8 pairs, durable', target: '≥ 1000 /s', measured: `${round(eight.perSec)} /s`, met: eight.perSec >= 1000 });
+  if (r.e2e) out.push({ what: 'end-to-end overhead p99 (in-process start)', target: '≤ 50 ms', measured: `${round(r.e2e.inProcess.p99)} ms`, met: r.e2e.inProcess.p99 <= 50 });
+  if (r.scale && r.scale.length > 1) {
+    const first = r.scale[0] as ScalePoint;
+    const last = r.scale[r.scale.length - 1] as ScalePoint;
+    const rate = last.lifecycle.perSec / first.lifecycle.perSec;
+    out.push({
+      what: `lifecycle ${first.archived.toLocaleString('en-US')} → ${last.archived.toLocaleString('en-US')} archived`,
+      target: 'within 20%',
+      measured: `${round(100 * (rate - 1))}%`,
+      met: Math.abs(rate - 1) <= 0.2,
+    });
+    const wake = last.wakeup.sendToReceive.p50 - first.wakeup.sendToReceive.p50;
+    out.push({
+      what: `wake-up p50 (send→receive) ${first.archived.toLocaleString('en-US')} → ${last.archived.toLocaleString('en-US')} archived`,
+      target: 'within 20%',
+      measured: `${round((100 * wake) / first.wakeup.sendToReceive.p50)}%`,
+      met: Math.abs(wake) <= 0.2 * first.wakeup.sendToReceive.p50,
+    });
+    out.push({
+      what: `hub start ${first.archived.toLocaleString('en-US')} → ${last.archived.toLocaleString('en-US')} archived`,
+      target: 'within 20%',
+      measured: `${round(first.hubStartMs)} → ${round(last.hubStartMs)} ms`,
+      met: Math.abs(last.hubStartMs - first.hubStartMs) <= 0.2 * first.hubStartMs,
+    });
+  }
+  if (r.cli) out.push({ what: 'CLI --help cold start p50', target: '≤ 150 ms', measured: `${round(r.cli.help.p50)} ms`, met: r.cli.help.p50 <= 150 });
+  return out;
+}
+
+function buildTable(r: Results): void {
+  const m = r.machine;
+  heading(`handoff-relay bench, ${r.startedAt.slice(0, 16).replace('T', ' ')} UTC: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.kernel}, Node ${m.node}, ${m.disk}`);
+  if (r.disk) {
+    heading('(7a) disk floor, 1.4 KB files', ['ops/s']);
+    row('write+fsync+rename, serial', r.disk.serialPerSec);
+    row('write+fsync+rename, 8 in flight', r.disk.parallel8PerSec);
+    row('write+fsync+rename+fsync(dir), serial', r.disk.serialWithDirSyncPerSec);
+  }
+  if (r.wakeup) {
+    heading('(1) wake-up of a parked long-poll, hub idle', LATENCY_COLUMNS);
+    for (const w of r.wakeup) {
+      row(`${w.parked} parked: start ack → target has payload`, ...latencyCells(w.ackToReceive));
+      row(`${w.parked} parked: start sent → target has payload`, ...latencyCells(w.sendToReceive));
+      row(`${w.parked} parked: start sent → 201 at initiator`, ...latencyCells(w.startAck));
+    }
+  }
+  if (r.lifecycle) {
+    heading('(2) lifecycle start → poll → accept → complete, durable', ['handoffs/s', 'p50 ms', 'p99 ms', 'hub CPU %', 'hub peak RSS MiB']);
+    for (const l of r.lifecycle) row(`${l.pairs} pair${l.pairs > 1 ? 's' : ''}`, l.perSec, l.lifecycle.p50, l.lifecycle.p99, l.hubCpuPct, l.hubPeakRssMiB);
+  }
+  if (r.e2e) {
+    heading('(3) end to end: handoff start → call-creation request at the Twilio stub', LATENCY_COLUMNS);
+    row('in-process `handoff start` action, real listener + twilio SDK', ...latencyCells(r.e2e.inProcess));
+    if (r.e2e.cliProcess.n > 0) row('spawned `node dist/cli/main.js start` (adds cold start)', ...latencyCells(r.e2e.cliProcess));
+  }
+  if (r.scale) {
+    heading('(4) scale with archive/ (wake-up: 1 parked, send → receive; lifecycle: 8 pairs)', ['archived', 'openSpool ms', 'hub start ms', 'wake p50 ms', 'wake p99 ms', 'lifecycle/s']);
+    for (const p of r.scale) row('', p.archived, p.openSpoolMs, p.hubStartMs, p.wakeup.sendToReceive.p50, p.wakeup.sendToReceive.p99, p.lifecycle.perSec);
+  }
+  if (r.local) {
+    heading('(5) local mode: put acknowledged → LocalSource (chokidar) has it', LATENCY_COLUMNS);
+    row('watcher path (periodic rescan 60 s)', ...latencyCells(r.local.ackToReceive));
+  }
+  if (r.cli) {
+    heading('(6) CLI cold start, compiled bin, spawn → exit', LATENCY_COLUMNS);
+    row('node -e 0 (the floor)', ...latencyCells(r.cli.nodeFloor));
+    row('handoff --help', ...latencyCells(r.cli.help));
+    row('handoff verify FILE', ...latencyCells(r.cli.verify));
+  }
+  if (r.bullmq && 'skipped' in r.bullmq) heading(`(7) BullMQ side by side: SKIPPED, ${r.bullmq.skipped}`);
+  if (r.bullmq && 'runs' in r.bullmq) {
+    for (const run of r.bullmq.runs) {
+      const p = run.persistence;
+      heading(`(7) BullMQ on Redis, ${run.mode === 'durable' ? 'DURABLE' : 'default persistence'} (appendonly ${p.appendonly}, appendfsync ${p.appendfsync}, save "${p.save}")`, LATENCY_COLUMNS);
+      row('wake-up: add acknowledged → worker has the job', ...latencyCells(run.wakeup.ackToReceive));
+      row('wake-up: add sent → worker has the job', ...latencyCells(run.wakeup.sendToReceive));
+      const relayWake = r.wakeup?.[0];
+      heading(`    lifecycle add → getNextJob → moveToCompleted (${run.mode})`, ['handoffs/s', 'p50 ms', 'p99 ms', 'redis CPU %', 'redis RSS MiB', 'relay ÷ bullmq']);
+      for (const l of run.lifecycle) {
+        const relay = r.lifecycle?.find((x) => x.pairs === l.pairs);
+        row(`${l.pairs} pair${l.pairs > 1 ? 's' : ''}`, l.perSec, l.lifecycle.p50, l.lifecycle.p99, l.redisCpuPct, l.redisPeakRssMiB, relay ? `${round(relay.perSec / l.perSec)}x` : '-');
+      }
+      if (relayWake) {
+        heading(`    wake-up ratio, relay ÷ bullmq (${run.mode}), send → receive`, ['p50', 'p99']);
+        row('1 parked', `${round(relayWake.sendToReceive.p50 / run.wakeup.sendToReceive.p50)}x`, `${round(relayWake.sendToReceive.p99 / run.wakeup.sendToReceive.p99)}x`);
+      }
+    }
+  }
+  const eight = r.lifecycle?.find((l) => l.pairs === 8);
+  if (r.disk && eight) {
+    heading('(7b) distance from the disk floor (8 pairs vs 8 writes in flight)', ['value']);
+    row('relay handoffs/s', eight.perSec);
+    row('durable file writes per handoff (put, claim, complete)', 3);
+    row('relay durable writes/s (3 × handoffs/s)', 3 * eight.perSec);
+    row('floor write+fsync+rename/s', r.disk.parallel8PerSec);
+    row('share of the floor reached', `${round((300 * eight.perSec) / r.disk.parallel8PerSec)}%`);
+  }
+  if (r.targets && r.targets.length > 0) {
+    heading('targets (issue 7)', ['target', 'measured', '']);
+    for (const t of r.targets) row(t.what, t.target, t.measured, t.met ? 'met' : 'NOT MET');
+  }
+  heading(`total ${round(r.durationSec)} s`);
+}
+
+main().catch(async (err: unknown) => {
+  await cleanup().catch(() => undefined);
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});
