@@ -4,7 +4,7 @@
  * status. Local mode, real child processes, one shared spool.
  */
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { ERROR_CODES, keyFilePath, writeKeyFile } from '../protocol/index.js';
@@ -101,11 +101,20 @@ test('errors with --json are one JSON document on stderr, with the exit status o
   }
 });
 
-test('demo --json reports the timeline and an archived outcome', async (t) => {
+test('demo --keep --json leaves a spool with one archived handoff whose payload verifies', async (t) => {
   const dir = await tmpDir(t);
-  const r = await runCli(['demo', '--json'], { cwd: dir, env: { HOME: dir } });
+  const r = await runCli(['demo', '--keep', '--json'], { cwd: dir, env: { HOME: dir } });
   assert.equal(r.code, 0, r.stderr);
   const doc = json(r.stdout);
+  t.after(() => rm(String(doc.dir), { recursive: true, force: true }));
   assert.match(String(doc.outcome), /^archived/);
   assert.ok((doc.steps as unknown[]).length >= 8);
+  const spool = path.join(String(doc.dir), 'spool');
+  const archived = (await readdir(path.join(spool, 'archive'), { recursive: true })).filter((f) => f.endsWith('.json'));
+  assert.equal(archived.length, 1, 'one archived handoff');
+  for (const state of ['handoff', 'claimed']) assert.deepEqual(await readdir(path.join(spool, state)), [], `${state}/ is empty`);
+  const file = path.join(spool, 'archive', archived[0] as string);
+  const at = (JSON.parse(await readFile(file, 'utf8')) as { payload: { initiated_at: string } }).payload.initiated_at;
+  const verified = await runCli(['verify', file, '--agent', 'alice', '--keys', path.join(String(doc.dir), 'alice', 'keys'), '--at', at, '--json'], { cwd: dir });
+  assert.equal(JSON.parse(verified.stdout).valid, true, verified.stdout);
 });
