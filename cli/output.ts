@@ -3,7 +3,7 @@
  * streams) with `--json`, errors on stderr with their stable code. Only `main.ts` turns an error
  * into an exit code.
  */
-import { HandoffError, toHandoffError } from '../protocol/index.js';
+import { HandoffError, toHandoffError } from '../protocol/errors.js';
 
 export interface OutputOptions {
   json?: boolean;
