@@ -42,7 +42,10 @@
  * - complete / reject of a claimed handoff: token (constant-time on its SHA-256) and lease checked
  *   (FENCED), then `rename(claimed/<id>.json, archive|rejected/<hh>/<id>.json)` decides, then the
  *   destination is rewritten with the final facts. Repeating with the same token and outcome/
- *   reason returns the stored record; another outcome → INVALID_STATE.
+ *   reason returns the stored record; another outcome → INVALID_STATE. A repeat that finds the
+ *   transition cut off by a crash between rename and rewrite (the record holds recovery's
+ *   placeholder `recovered`) finishes it with the caller's facts, as the first call would have;
+ *   the same holds for the target repeating the reject of a pending handoff.
  * - reject of a pending handoff (by the target): `rename(handoff/…, rejected/<hh>/…)`, then the
  *   envelope with `reason`, `rejected_by`, `rejected_at`.
  * - sweep(now): pending past `expires_at` → rejected (`expired`); claims past `lease_until` →
@@ -266,6 +269,22 @@ type JournalOp = { add: PendingItem } | { remove: string };
 
 /** Result of a move that lost to someone else's rename. */
 const GONE = Symbol('gone');
+
+/** What complete or reject (of a claim) is to leave on record: the terminal state and its facts. */
+interface FinalFacts {
+  state: 'archived' | 'rejected';
+  /** The outcome (archived) or reason (rejected) the caller asks for. */
+  value: string;
+  facts: Partial<RelayFacts>;
+}
+
+/**
+ * True for a terminal record whose outcome or reason only recovery filled in: a crash cut its
+ * transition off between the rename and the rewrite, so the caller's own facts were never written.
+ */
+function interrupted(state: HandoffState, relay: RelayFacts): boolean {
+  return relay.recovered === true && (state === 'archived' ? relay.outcome : relay.reason) === 'recovered';
+}
 
 /** The spool over one root directory. Create it with `openSpool`. */
 export class Spool implements SpoolApi {
@@ -1128,7 +1147,7 @@ export class Spool implements SpoolApi {
   }
 
   /** The answer for an operation on a claim that is no longer (or not yet) in claimed/. */
-  async #notClaimed(id: string, token: string, want?: { state: 'archived' | 'rejected'; value: string }): Promise<HandoffRecord> {
+  async #notClaimed(id: string, token: string, want?: FinalFacts): Promise<HandoffRecord> {
     const found = await this.#locate(id);
     if (!found) throw new HandoffError('NOT_FOUND', 'no such handoff');
     if (found.state === 'pending') throw new HandoffError('INVALID_STATE', 'the handoff is not claimed');
@@ -1138,27 +1157,47 @@ export class Spool implements SpoolApi {
     if (want && found.state === want.state && (want.state === 'archived' ? relay.outcome : relay.reason) === want.value) {
       return this.#recordOf(found);
     }
+    if (want && found.state === want.state && interrupted(found.state, relay)) return this.#finishInterrupted(found, relay, want.facts);
     if (found.state === 'rejected' && relay.reason === 'lease_expired') throw new HandoffError('FENCED', 'the claim lease expired');
     throw new HandoffError('INVALID_STATE', `the handoff is already ${found.state}`);
   }
 
+  /**
+   * Finishes a transition that a crash cut off after its rename, with the facts of the caller who
+   * repeats it (the claimer with its token, or the target of a pending handoff): the repeat is the
+   * idempotent success it would have been, instead of a conflict with recovery's placeholder.
+   */
+  async #finishInterrupted(found: Located, relay: RelayFacts, facts: Partial<RelayFacts>): Promise<HandoffRecord> {
+    const state = found.state;
+    const final: RelayFacts = { ...relay, ...facts, state };
+    delete final.recovered;
+    await this.#replace(found.path, encodeEnvelope(final, found.file.payloadText));
+    await this.#dirs.sync(path.dirname(found.path));
+    const payload = found.file.payload;
+    const value = state === 'archived' ? final.outcome : final.reason;
+    await this.#committed(
+      { id: final.handoff_id, from: relay.claim_token_sha256 === undefined ? 'pending' : 'claimed', to: state, fromAgent: payload.from_agent, toAgent: payload.to_agent, reason: value },
+      this.#auditFor(state === 'archived' ? 'complete' : 'reject', payload, state, { reason: value, by: state === 'archived' ? final.claimed_by : final.rejected_by }),
+    );
+    return this.#recordFromRelay(state, found.file, final, found.path);
+  }
+
   async #complete(id: string, token: string, input: CompleteInput): Promise<HandoffRecord> {
-    const want = { state: 'archived' as const, value: input.outcome };
+    const now = this.#o.clock();
+    const facts: Partial<RelayFacts> = {
+      completed_at: isoMillis(now),
+      outcome: input.outcome,
+      ...(input.notes !== undefined ? { notes: input.notes } : {}),
+      ...(input.finalTranscript !== undefined ? { final_transcript: input.finalTranscript } : {}),
+    };
+    const want: FinalFacts = { state: 'archived', value: input.outcome, facts };
     const held = await this.#heldClaim(id, token);
     if (!held) return this.#notClaimed(id, token, want);
     const src = this.#pathOf('claimed', id);
     const dest = this.#pathOf('archived', id);
     if (await this.#statIfExists(dest)) return this.#notClaimed(id, token, want);
     if ((await this.#renameOrGone(src, dest)) === GONE) return this.#notClaimed(id, token, want);
-    const now = this.#o.clock();
-    const relay: RelayFacts = {
-      ...held.relay,
-      state: 'archived',
-      completed_at: isoMillis(now),
-      outcome: input.outcome,
-      ...(input.notes !== undefined ? { notes: input.notes } : {}),
-      ...(input.finalTranscript !== undefined ? { final_transcript: input.finalTranscript } : {}),
-    };
+    const relay: RelayFacts = { ...held.relay, ...facts, state: 'archived' };
     await this.#replace(dest, encodeEnvelope(relay, held.stored.payloadText));
     await Promise.all([this.#dirs.sync(path.dirname(dest)), this.#dirs.sync(this.#paths.claimed)]);
     const payload = held.stored.payload;
@@ -1181,16 +1220,16 @@ export class Spool implements SpoolApi {
         if (done !== GONE) return done;
         continue;
       }
+      const facts: Partial<RelayFacts> = { rejected_at: isoMillis(this.#o.clock()), reason: input.reason, rejected_by: input.by };
       if (found.state === 'claimed') {
         if (input.token === undefined) throw new HandoffError('FENCED', 'the handoff is claimed: the claim token is required');
-        const want = { state: 'rejected' as const, value: input.reason };
+        const want: FinalFacts = { state: 'rejected', value: input.reason, facts };
         const held = await this.#heldClaim(id, input.token);
         if (!held) return this.#notClaimed(id, input.token, want);
         const dest = this.#pathOf('rejected', id);
         if (await this.#statIfExists(dest)) return this.#notClaimed(id, input.token, want);
         if ((await this.#renameOrGone(found.path, dest)) === GONE) return this.#notClaimed(id, input.token, want);
-        const now = this.#o.clock();
-        const relay: RelayFacts = { ...held.relay, state: 'rejected', rejected_at: isoMillis(now), reason: input.reason, rejected_by: input.by };
+        const relay: RelayFacts = { ...held.relay, ...facts, state: 'rejected' };
         await this.#replace(dest, encodeEnvelope(relay, held.stored.payloadText));
         await Promise.all([this.#dirs.sync(path.dirname(dest)), this.#dirs.sync(this.#paths.claimed)]);
         const payload = held.stored.payload;
@@ -1201,13 +1240,14 @@ export class Spool implements SpoolApi {
         return this.#recordFromRelay('rejected', held.stored, relay, dest);
       }
       const relay = await this.#effectiveRelay(found.state, found.path, found.file);
-      if (found.state === 'rejected' && relay.reason === input.reason) {
+      if (found.state === 'rejected' && (relay.reason === input.reason || interrupted(found.state, relay))) {
         // Repeating a reject of a claim needs that claim's token; repeating one of a pending
         // handoff needs nothing more than being its target.
         if (relay.claim_token_sha256 !== undefined && !tokenMatches(relay, input.token)) {
           throw new HandoffError('FENCED', 'the claim token does not match the claim that ended');
         }
-        return this.#recordOf(found);
+        if (relay.reason === input.reason) return this.#recordOf(found);
+        return this.#finishInterrupted(found, relay, facts);
       }
       throw new HandoffError('INVALID_STATE', `the handoff is already ${found.state}`);
     }

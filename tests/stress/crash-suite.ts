@@ -90,8 +90,11 @@ interface StepScenario {
   after: HandoffState;
   /** Reason (rejected) or outcome (archived) the operation writes. */
   value?: string;
-  /** The claim was made with a token the claimer proposed: repeating it must succeed after any crash. */
-  proposesToken?: boolean;
+  /**
+   * The caller may repeat the operation after a crash (same token, same outcome) and must then get
+   * the success it would have had, with its own facts on record.
+   */
+  repeatable?: boolean;
   setup(s: Spool, id: string, t0: number): Promise<StepContext>;
   run(s: Spool, id: string, ctx: StepContext): Promise<unknown>;
 }
@@ -111,18 +114,19 @@ async function claimedOne(s: Spool, id: string, t0: number): Promise<StepContext
 
 /** Every operation that changes a handoff's state, as the brief of issue 6 lists them. */
 export const STEP_SCENARIOS: readonly StepScenario[] = Object.freeze([
-  { name: 'put', before: 'absent', after: 'pending', setup: async (_s, id, t0) => ({ text: payloadFor(id, t0), t0 }), run: (s, _id, ctx) => s.put(ctx.text) },
+  { name: 'put', before: 'absent', after: 'pending', repeatable: true, setup: async (_s, id, t0) => ({ text: payloadFor(id, t0), t0 }), run: (s, _id, ctx) => s.put(ctx.text) },
   { name: 'claim', before: 'pending', after: 'claimed', setup: (s, id, t0) => pendingOne(s, id, t0), run: (s, id) => s.claim(id, 'alice') },
   {
     name: 'claim with a proposed token',
     before: 'pending',
     after: 'claimed',
-    proposesToken: true,
+    repeatable: true,
     setup: async (s, id, t0) => ({ ...(await pendingOne(s, id, t0)), token: newToken() }),
     run: (s, id, ctx) => s.claim(id, 'alice', { token: ctx.token }),
   },
   {
     name: 'complete',
+    repeatable: true,
     before: 'claimed',
     after: 'archived',
     value: 'connected',
@@ -131,6 +135,7 @@ export const STEP_SCENARIOS: readonly StepScenario[] = Object.freeze([
   },
   {
     name: 'reject of a pending handoff',
+    repeatable: true,
     before: 'pending',
     after: 'rejected',
     value: 'busy',
@@ -139,6 +144,7 @@ export const STEP_SCENARIOS: readonly StepScenario[] = Object.freeze([
   },
   {
     name: 'reject of a claimed handoff',
+    repeatable: true,
     before: 'claimed',
     after: 'rejected',
     value: 'no-answer',
@@ -274,17 +280,24 @@ async function checkAfterCrash(
   }
 }
 
-/** A handoff left by a crash is never stuck: it can still be claimed, resumed or expired. */
+/**
+ * A handoff left by a crash is never stuck: the caller can repeat its operation and get the answer
+ * it would have had; otherwise it can still be claimed, or it expires.
+ */
 async function makesProgress(spool: Spool, sc: StepScenario, id: string, ctx: StepContext, state: HandoffState, result: SuiteResult, label: string): Promise<void> {
   const far = Date.now() + 10 * LONG_TTL_MS;
   try {
-    if (state === 'pending' && sc.name === 'expiry sweep') {
+    if (sc.repeatable) {
+      await sc.run(spool, id, ctx);
+      const record = await spool.get(id);
+      const value = record?.state === 'archived' ? record.relay.outcome : record?.state === 'rejected' ? record.relay.reason : undefined;
+      if (record?.state !== sc.after || value !== sc.value) violate(result, 'repeat-not-idempotent', `${label}: repeated after the crash → ${record?.state} ${value ?? ''}`);
+      if (sc.after === 'claimed' && record?.relay.claim_token_sha256 !== sha256Hex(ctx.token as string)) violate(result, 'repeat-not-idempotent', `${label}: the repeated claim does not hold its token`);
+    } else if (state === 'pending' && sc.name === 'expiry sweep') {
       const swept = await spool.sweep(far);
       if (!swept.expired.includes(id)) violate(result, 'stuck', `${label}: a later sweep did not expire ${id}`);
-    } else if (state === 'pending' || (state === 'claimed' && sc.proposesToken)) {
-      // A claimer that proposed its token repeats the claim after a crash and must get it.
-      const claim = await spool.claim(id, 'alice', ctx.token === undefined ? {} : { token: ctx.token });
-      if (ctx.token !== undefined && claim.token !== ctx.token) violate(result, 'stuck', `${label}: the repeated claim got another token`);
+    } else if (state === 'pending') {
+      const claim = await spool.claim(id, 'alice');
       const done = await spool.complete(id, claim.token, { outcome: 'connected' });
       if (done.state !== 'archived') violate(result, 'stuck', `${label}: complete after recovery → ${done.state}`);
     } else if (state === 'claimed') {
@@ -292,7 +305,7 @@ async function makesProgress(spool: Spool, sc: StepScenario, id: string, ctx: St
       if (!swept.leaseExpired.includes(id)) violate(result, 'stuck', `${label}: a later sweep did not end the stale claim of ${id}`);
     }
   } catch (err) {
-    violate(result, 'stuck', `${label}: ${state} handoff cannot progress: ${(err as Error).message}`);
+    violate(result, sc.repeatable ? 'repeat-not-idempotent' : 'stuck', `${label}: ${state} handoff: ${(err as Error).message}`);
   }
 }
 

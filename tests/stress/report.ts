@@ -25,6 +25,8 @@ export interface SuiteCounts {
 export interface SuiteResult extends SuiteCounts {
   name: string;
   violations: Violation[];
+  /** Measurements worth reporting that are not counts (e.g. the slowest restart). */
+  notes?: string[];
 }
 
 /** An empty result to add counts to. */
