@@ -3,10 +3,11 @@
  * sweeps), on top of proper-lockfile (a `mkdir` lock whose mtime is refreshed while held; a lock
  * not refreshed for `staleMs` belongs to a dead holder and is broken).
  *
- * The holder also writes `<lock>.owner` (host, pid, and the inode of the lock directory it made)
- * next to the lock. A contender that finds the lock held by a process of this host that no longer
- * exists breaks it at once instead of waiting for it to go stale: after a `kill -9` a restarted
- * hub would otherwise stall for the whole stale time while a caller waits on the line. The inode
+ * The holder of a lock taken with `acquireLock` (the audit log's) also writes `<lock>.owner`
+ * (host, pid, and the inode of the lock directory it made) next to the lock. A contender that
+ * finds the lock held by a process of this host that no longer exists breaks it at once instead of
+ * waiting for it to go stale: after a `kill -9` a restarted hub would otherwise stall for the whole
+ * stale time while a caller waits on the line. The inode
  * ties the record to one lock directory, so a record left behind by an earlier holder never
  * breaks a newer lock; a holder that died without a record still waits out the stale time.
  *
@@ -83,11 +84,11 @@ async function breakIfHolderDied(lockPath: string): Promise<boolean> {
   return true;
 }
 
-function wrapRelease(lockPath: string, release: () => Promise<void>): ReleaseLock {
+function wrapRelease(release: () => Promise<void>, recordedAt?: string): ReleaseLock {
   return async () => {
     // The record goes first: a crash between the two leaves a lock that only goes stale, never a
     // record that could be mistaken for a newer holder's.
-    await unlink(ownerFile(lockPath)).catch(() => undefined);
+    if (recordedAt !== undefined) await unlink(ownerFile(recordedAt)).catch(() => undefined);
     try {
       await release();
     } catch {
@@ -96,13 +97,18 @@ function wrapRelease(lockPath: string, release: () => Promise<void>): ReleaseLoc
   };
 }
 
-/** One attempt; undefined when the lock is held by a live (or recently seen) holder. */
-async function attempt(lockPath: string): Promise<ReleaseLock | undefined> {
+/**
+ * One attempt; undefined when the lock is held by a live (or recently seen) holder. `record`
+ * writes the owner record: worth its two extra file operations for a lock whose stale wait would
+ * stall a restart, not for one taken every second only to skip duplicate work.
+ */
+async function attempt(lockPath: string, record: boolean): Promise<ReleaseLock | undefined> {
   for (let tries = 0; tries < 2; tries++) {
     try {
       const release = await lockfile.lock(lockPath, lockOptions(lockPath));
+      if (!record) return wrapRelease(release);
       await recordOwner(lockPath);
-      return wrapRelease(lockPath, release);
+      return wrapRelease(release, lockPath);
     } catch (err) {
       if (errnoCode(err) !== 'ELOCKED') throw err;
       if (!(await breakIfHolderDied(lockPath))) return undefined;
@@ -121,7 +127,7 @@ export async function acquireLock(lockPath: string): Promise<ReleaseLock> {
   for (let n = 0; ; n++) {
     let release: ReleaseLock | undefined;
     try {
-      release = await attempt(lockPath);
+      release = await attempt(lockPath, true);
     } catch (err) {
       throw new HandoffError('IO', `lock ${lockPath} failed${errnoCode(err) ? ` (${errnoCode(err)})` : ''}`, { cause: err });
     }
@@ -132,10 +138,10 @@ export async function acquireLock(lockPath: string): Promise<ReleaseLock> {
   }
 }
 
-/** Takes the lock at `lockPath` if it is free now; undefined when another holder has it. */
+/** Takes the lock at `lockPath` if it is free now (or its recorded holder died); undefined when another holder has it. */
 export async function tryLock(lockPath: string): Promise<ReleaseLock | undefined> {
   try {
-    return await attempt(lockPath);
+    return await attempt(lockPath, false);
   } catch (err) {
     throw new HandoffError('IO', `lock ${lockPath} failed${errnoCode(err) ? ` (${errnoCode(err)})` : ''}`, { cause: err });
   }
