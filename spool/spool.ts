@@ -38,7 +38,11 @@
  *   (ENOENT → ALREADY_CLAIMED if claimed or archived, EXPIRED if rejected as expired,
  *   INVALID_STATE if otherwise rejected, NOT_FOUND if nowhere); then the claimed file is durably
  *   replaced by the envelope with `claimed_by`, `claimed_at`, `lease_until` and the SHA-256 of a
- *   fresh 32-byte token, which only the caller ever sees.
+ *   fresh 32-byte token (or the one the caller proposed), which only the caller ever sees. A claim
+ *   repeated with its proposed token returns the claim; it finishes a claim left as a bare payload
+ *   in claimed/ only when that claim's writer cannot be alive (the id's lock in this process; an
+ *   exclusive spool or the recovery grace for other processes, else UNAVAILABLE: retry), because
+ *   until its envelope is written a live claim looks exactly like that.
  * - complete / reject of a claimed handoff: token (constant-time on its SHA-256) and lease checked
  *   (FENCED), then `rename(claimed/<id>.json, archive|rejected/<hh>/<id>.json)` decides, then the
  *   destination is rewritten with the final facts. Repeating with the same token and outcome/
@@ -1048,9 +1052,13 @@ export class Spool implements SpoolApi {
     const dest = this.#pathOf('claimed', id);
     // rename replaces an existing destination: never let a stray pending copy overwrite a claim.
     if (await this.#statIfExists(dest)) throw new HandoffError('ALREADY_CLAIMED', 'handoff already claimed');
-    if ((await this.#renameOrGone(src, dest)) === GONE) return this.#claimLost(id);
-    this.#indexRemove(id);
-    return this.#writeClaim(id, agent, stored, dest, proposed ?? randomBytes(32).toString('base64url'), now);
+    // The id's lock is held from the rename until the envelope is written, so that a repeat claim
+    // in this process never mistakes the bare payload of this live claim for an abandoned one.
+    return this.#idLock.run(id, async () => {
+      if ((await this.#renameOrGone(src, dest)) === GONE) return this.#claimLost(id);
+      this.#indexRemove(id);
+      return this.#writeClaim(id, agent, stored, dest, proposed ?? randomBytes(32).toString('base64url'), now);
+    });
   }
 
   /** Writes the claimed envelope after the rename that decided the claim, and commits it. */
@@ -1083,20 +1091,36 @@ export class Spool implements SpoolApi {
    * the token before asking, crashed before it heard the answer, and asks again. Returns the
    * existing claim; or, when a crash left the claim's rename without its envelope (nobody holds a
    * token for it yet), finishes the claim with this token. Undefined when it is not a repeat.
+   * @throws HandoffError UNAVAILABLE when the bare payload may be another process's live claim.
    */
   async #repeatClaim(id: string, agent: string, token: string): Promise<Claim | undefined> {
-    const dest = this.#pathOf('claimed', id);
-    const bytes = await this.#readIfExists(dest);
-    if (!bytes) return undefined;
-    const stored = this.#decodeOrThrow(dest, bytes);
-    if (stored.payload.to_agent !== agent) return undefined;
-    const relay = stored.relay;
-    // No envelope, or one that recovery rolled forward without a token: nobody can hold this claim.
-    if (!relay || (relay.state === 'claimed' && !relay.claim_token_sha256)) {
-      return this.#idLock.run(id, () => this.#writeClaim(id, agent, stored, dest, token, this.#o.clock()));
-    }
-    if (relay.state !== 'claimed' || relay.claimed_by !== agent || !tokenMatches(relay, token)) return undefined;
-    return { record: this.#recordFromRelay('claimed', stored, relay, dest), token, leaseUntil: relay.lease_until ?? '' };
+    return this.#idLock.run(id, async () => {
+      const dest = this.#pathOf('claimed', id);
+      const bytes = await this.#readIfExists(dest);
+      if (!bytes) return undefined;
+      const stored = this.#decodeOrThrow(dest, bytes);
+      if (stored.payload.to_agent !== agent) return undefined;
+      const relay = stored.relay;
+      if (!relay) {
+        // A bare payload is also what a live claim of another process looks like until its
+        // envelope is written: finish it only when no such writer can exist (an exclusive spool,
+        // or a file older than the recovery grace), and let the caller retry otherwise.
+        if (!this.#o.exclusive && !(await this.#olderThanGrace(dest))) {
+          throw new HandoffError('UNAVAILABLE', 'another claim of this handoff may still be being written; retry shortly');
+        }
+        return this.#writeClaim(id, agent, stored, dest, token, this.#o.clock());
+      }
+      // Recovery rolled it forward without a token: nobody can hold this claim.
+      if (relay.state === 'claimed' && !relay.claim_token_sha256) return this.#writeClaim(id, agent, stored, dest, token, this.#o.clock());
+      if (relay.state !== 'claimed' || relay.claimed_by !== agent || !tokenMatches(relay, token)) return undefined;
+      return { record: this.#recordFromRelay('claimed', stored, relay, dest), token, leaseUntil: relay.lease_until ?? '' };
+    });
+  }
+
+  /** Whether `file` was last changed longer than the recovery grace ago (no live writer is finishing it). */
+  async #olderThanGrace(file: string): Promise<boolean> {
+    const st = await this.#statIfExists(file);
+    return st !== undefined && this.#o.clock() - Math.max(st.ctimeMs, st.mtimeMs) >= this.#o.recoveryGraceMs;
   }
 
   /** Why a claim found no pending file. */

@@ -144,7 +144,8 @@ export interface SpoolApi {
   /**
    * pending → claimed by `agent` (must be the payload's `to_agent`); exactly one winner. A claimer
    * may propose its token (journaled before asking); repeating the claim with the same token
-   * returns the same claim, so a crash between asking and hearing the answer loses nothing.
+   * returns the same claim, so a crash between asking and hearing the answer loses nothing
+   * (UNAVAILABLE, retry, while another process's claim of it may still be being written).
    */
   claim(id: string, agent: string, options?: { token?: string }): Promise<Claim>;
   /** Extends the lease of a claim held with `token`. */
