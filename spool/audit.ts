@@ -124,6 +124,11 @@ export class AuditLog {
     });
   }
 
+  /** The cross-process lock that keeps the chain linear. */
+  get lockPath(): string {
+    return this.#lockPath;
+  }
+
   /** Cuts off a half-written last line left by a crash (under the lock). */
   async repairTail(): Promise<void> {
     const release = await acquireLock(this.#lockPath);

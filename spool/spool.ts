@@ -69,6 +69,8 @@
  * rewrite; resolves one id found in several directories by keeping the latest state
  * (archive > rejected > claimed > pending) and removing the others (a copy whose payload text
  * differs is moved to rejected/_conflict/ instead); cuts a half-written audit line.
+ * An exclusive spool also removes the audit and sweep locks a killed predecessor left, which
+ * others would wait out for their stale time.
  * A file younger than `recoveryGraceMs` is not rewritten (a live process in local mode may be about
  * to rewrite it); it is retried by later sweeps. Recovery reads the first bytes of every file of
  * the terminal directories (an up-to-date envelope starts with `{"relay":{"state":"<its state>"`):
@@ -109,7 +111,7 @@ import { AuditLog, type AuditEvent, type AuditEventName } from './audit.js';
 import { DirSyncer, errnoCode, ioError, newTmpOwner, parseTmpName, TmpWriter, type TmpOwner } from './durable.js';
 import { decodeIncoming, decodeStoredFile, encodeEnvelope, envelopePrefix, type StoredFile } from './envelope.js';
 import { createRealFsOps, type FsOps, type FsStat } from './fs-ops.js';
-import { tryLock } from './lock.js';
+import { removeLeftoverLock, tryLock } from './lock.js';
 import { KeyedMutex } from './mutex.js';
 import {
   HANDOFF_STATES,
@@ -145,6 +147,8 @@ const MAX_REASON_CHARS = 256;
 const MAX_NOTES_CHARS = 8192;
 /** Who the relay names as the actor of its own decisions (expiry, lease expiry, invalid drops). */
 const RELAY_ACTOR = 'relay';
+/** The janitor's lock, in events/. */
+const SWEEP_LOCK = '.sweep.lock';
 
 const BUCKET_RE = /^[0-9a-f]{2}$/;
 const STATE_ORDER: readonly HandoffState[] = ['pending', 'claimed', 'rejected', 'archived'];
@@ -167,7 +171,10 @@ export interface SpoolOptions {
   fileMode?: number;
   /** Mode of directories created: 0o700 by default. */
   dirMode?: number;
-  /** True when no other process writes this spool (hub mode): handoff/ is scanned only once. */
+  /**
+   * True when no other process writes this spool (hub mode): handoff/ is scanned only once, and a
+   * lock found at open is a dead predecessor's and is removed.
+   */
   exclusive?: boolean;
   recoveryGraceMs?: number;
   foreignGraceMs?: number;
@@ -316,6 +323,8 @@ export class Spool implements SpoolApi {
   /** Directories known to exist (bucket directories are created on first use). */
   readonly #knownDirs = new Set<string>();
   #closing: Promise<void> | null = null;
+  /** Whether recovery ran once already (leftover locks are removed only at open). */
+  #recovered = false;
 
   /** Validates the options; does no I/O (call `recover()`, or use `openSpool`). @throws HandoffError CONFIG */
   constructor(options: SpoolOptions) {
@@ -466,7 +475,7 @@ export class Spool implements SpoolApi {
     this.#assertOpen();
     return this.#guard('sweep', async () => {
       const result: SweepResult = { expired: [], leaseExpired: [] };
-      const release = await tryLock(path.join(this.#paths.events, '.sweep.lock'));
+      const release = await tryLock(path.join(this.#paths.events, SWEEP_LOCK));
       if (!release) return result;
       try {
         const now = nowMs ?? this.#o.clock();
@@ -1354,6 +1363,13 @@ export class Spool implements SpoolApi {
     return this.#guard('recover', async () => {
       const report: RecoveryReport = { tmpRemoved: 0, duplicatesResolved: 0, rolledForward: 0, adopted: 0, invalid: 0, deferred: 0 };
       await this.#ensureLayout();
+      if (!this.#recovered && this.#o.exclusive) {
+        // Nobody else writes an exclusive spool: a lock present at open is a dead predecessor's,
+        // and waiting for it to go stale would keep a restarted hub from serving.
+        await removeLeftoverLock(this.#audit.lockPath);
+        await removeLeftoverLock(path.join(this.#paths.events, SWEEP_LOCK));
+      }
+      this.#recovered = true;
       report.tmpRemoved = await this.#cleanTmp();
       const counts = await this.#exclusiveScan(async () => {
         const dirStat = await this.#fs.stat(this.#paths.handoff);
