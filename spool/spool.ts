@@ -49,7 +49,9 @@
  *   reason returns the stored record; another outcome → INVALID_STATE. A repeat that finds the
  *   transition cut off by a crash between rename and rewrite (the record holds recovery's
  *   placeholder `recovered`) finishes it with the caller's facts, as the first call would have;
- *   the same holds for the target repeating the reject of a pending handoff.
+ *   the same holds for the target repeating the reject of a pending handoff. As for claims, a
+ *   transition of another live process looks the same until its rewrite: it is finished only in
+ *   an exclusive spool or once older than the recovery grace, else UNAVAILABLE (retry).
  * - reject of a pending handoff (by the target): `rename(handoff/…, rejected/<hh>/…)`, then the
  *   envelope with `reason`, `rejected_by`, `rejected_at`.
  * - sweep(now): pending past `expires_at` → rejected (`expired`); claims past `lease_until` →
@@ -1201,6 +1203,11 @@ export class Spool implements SpoolApi {
    * idempotent success it would have been, instead of a conflict with recovery's placeholder.
    */
   async #finishInterrupted(found: Located, relay: RelayFacts, facts: Partial<RelayFacts>): Promise<HandoffRecord> {
+    // In this process the id's lock keeps us out of a transition in progress; another process's
+    // transition looks exactly like an interrupted one until it rewrites the file.
+    if (!this.#o.exclusive && !(await this.#olderThanGrace(found.path))) {
+      throw new HandoffError('UNAVAILABLE', 'the handoff may still be being moved by another process; retry shortly');
+    }
     const state = found.state;
     const final: RelayFacts = { ...relay, ...facts, state };
     delete final.recovered;

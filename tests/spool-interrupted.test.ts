@@ -5,9 +5,10 @@
  * and the archive kept recovery's placeholder outcome `recovered`).
  */
 import assert from 'node:assert/strict';
+import { mkdirSync, renameSync } from 'node:fs';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { openSpool, type Spool } from '../spool/index.js';
+import { bucketOf, openSpool, type Spool } from '../spool/index.js';
 import { makePayload, TestFs } from './helpers/spool-fixtures.js';
 import { onlyPlace } from './helpers/spool-inspect.js';
 import { tmpDir } from './helpers/tmp.js';
@@ -96,3 +97,22 @@ for (const full of [false, true]) {
     await assert.rejects(s.reject(id, { reason: 'busy', by: 'alice' }), { code: 'INVALID_STATE' }, 'once on record, another reason conflicts');
   });
 }
+
+test('a transition another process has just renamed is not finished by a repeat: UNAVAILABLE until its writer could have rewritten it', async (t) => {
+  const root = path.join(await tmpDir(t), 'spool');
+  const id = 'in-flight';
+  let now = Date.now();
+  const s = await openSpool({ root, clock: () => now });
+  t.after(() => s.close());
+  await s.put(makePayload({ id, nowMs: now }).text);
+  const claim = await s.claim(id, 'alice');
+  // Another process (a janitor, or the claimer elsewhere) renamed the claim and is about to
+  // write its facts: the moved file still holds the claimed envelope.
+  const bucket = path.join(root, 'rejected', bucketOf(id));
+  mkdirSync(bucket, { recursive: true });
+  renameSync(path.join(root, 'claimed', `${id}.json`), path.join(bucket, `${id}.json`));
+  await assert.rejects(s.reject(id, { reason: 'no_answer', by: 'alice', token: claim.token }), { code: 'UNAVAILABLE' });
+  await assert.rejects(s.complete(id, claim.token, { outcome: 'connected' }), { code: 'INVALID_STATE' });
+  now += 31_000;
+  assert.equal((await s.reject(id, { reason: 'no_answer', by: 'alice', token: claim.token })).relay.reason, 'no_answer', 'its writer is gone: the repeat finishes it');
+});
