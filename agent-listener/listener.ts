@@ -131,6 +131,11 @@ const SETTLED_ELSEWHERE = new Set(['ALREADY_CLAIMED', 'NOT_FOUND', 'EXPIRED', 'I
 export class Listener {
   private readonly abort = new AbortController();
   private readonly inFlight = new Map<string, Promise<void>>();
+  /**
+   * Per handoff in flight, settles once the source stops offering it to us: its claim was
+   * answered, or its delivery ended. Until then every poll returns it again at once.
+   */
+  private readonly claiming = new Map<string, { done: Promise<void>; settle: () => void }>();
   /** Handoffs whose delivery failed, and when they may be tried again. */
   private readonly retryAfter = new Map<string, number>();
   private readonly clock: () => number;
@@ -201,6 +206,11 @@ export class Listener {
   private track(id: string, work: () => Promise<void>): Promise<void> {
     const existing = this.inFlight.get(id);
     if (existing) return existing;
+    let settle!: () => void;
+    const done = new Promise<void>((resolve) => {
+      settle = resolve;
+    });
+    this.claiming.set(id, { done, settle });
     const p = work()
       .catch((err: unknown) => {
         const e = toHandoffError(err);
@@ -208,9 +218,42 @@ export class Listener {
         this.opts.logger.error({ handoff_id: id, code: e.code, err: e.message }, 'handoff delivery failed');
         this.emit(id, 'error', e.code, e.message);
       })
-      .finally(() => this.inFlight.delete(id));
+      .finally(() => {
+        this.inFlight.delete(id);
+        this.claimAnswered(id);
+      });
     this.inFlight.set(id, p);
     return p;
+  }
+
+  private claimAnswered(id: string): void {
+    this.claiming.get(id)?.settle();
+    this.claiming.delete(id);
+  }
+
+  /**
+   * The source offered only handoffs we are already handling. Waits until their claims are
+   * answered (then the hub stops offering them and the next poll parks), at most IDLE_REPOLL_MS,
+   * so that a handoff arriving meanwhile is picked up at once rather than after a fixed pause.
+   * Handoffs cooling down after a failure are not being claimed: then the pause is the full one.
+   */
+  private async pauseForClaims(items: readonly WorkItem[]): Promise<void> {
+    const claims = items.map((item) => this.claiming.get(item.id)?.done);
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const pause = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, IDLE_REPOLL_MS);
+      onAbort = resolve;
+      this.signal.addEventListener('abort', onAbort, { once: true });
+    });
+    const waits: Promise<unknown>[] = [pause];
+    if (claims.every((c) => c !== undefined)) waits.push(Promise.all(claims));
+    try {
+      await Promise.race(waits);
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) this.signal.removeEventListener('abort', onAbort);
+    }
   }
 
   private async loop(): Promise<void> {
@@ -225,7 +268,7 @@ export class Listener {
         for (const item of fresh) void this.handle(item);
         // The hub answers a poll at once while a handoff is pending, including one we are still
         // accepting; pausing when nothing was new keeps that from becoming a busy loop.
-        if (items.length > 0 && fresh.length === 0) await sleep(IDLE_REPOLL_MS, this.signal);
+        if (items.length > 0 && fresh.length === 0) await this.pauseForClaims(items);
       } catch (err) {
         if (this.signal.aborted) break;
         const e = toHandoffError(err);
@@ -277,7 +320,9 @@ export class Listener {
     let acceptance: { token: string; leaseUntil: string };
     try {
       acceptance = await source.accept(id, journal.claim_token);
+      this.claimAnswered(id);
     } catch (err) {
+      this.claimAnswered(id);
       const e = toHandoffError(err);
       if (!SETTLED_ELSEWHERE.has(e.code)) throw e;
       logger.info({ handoff_id: id, code: e.code }, 'handoff not accepted');
