@@ -67,11 +67,23 @@ export const MUTATING_FS_CALLS = Object.freeze([
   'fsyncDir',
 ] as const satisfies readonly (keyof FsOps)[]);
 
+// The callback API, promisified, costs about half as much per call as `fs.promises` on Node 20
+// (no FileHandle objects, no extra promise layers); the spool makes dozens of calls per handoff.
 const openP = promisify(fs.open);
 const writeP = promisify(fs.write);
 const readP = promisify(fs.read);
 const fsyncP = promisify(fs.fsync);
 const closeP = promisify(fs.close);
+const renameP = promisify(fs.rename);
+const linkP = promisify(fs.link);
+const unlinkP = promisify(fs.unlink);
+const truncateP = promisify(fs.truncate);
+const mkdirP = promisify(fs.mkdir);
+const readdirP = promisify(fs.readdir);
+const statP = promisify(fs.stat);
+
+/** First read size of `readFile`: every spool file of an ordinary handoff fits. */
+const READ_CHUNK = 16 * 1024;
 
 const { O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_RDONLY } = fs.constants;
 
@@ -91,6 +103,28 @@ async function writeAll(fd: number, data: Uint8Array): Promise<void> {
   while (offset < data.length) {
     const { bytesWritten } = await writeP(fd, data, offset, data.length - offset, null);
     offset += bytesWritten;
+  }
+}
+
+/**
+ * Reads a whole file with open, read, close (no fstat): a short read of a regular file is its
+ * end, and spool files are complete before they become visible (tmp, fsync, rename).
+ */
+async function readWhole(path: string): Promise<Uint8Array> {
+  const fd = await openP(path, O_RDONLY);
+  try {
+    let buf = Buffer.allocUnsafe(READ_CHUNK);
+    let filled = 0;
+    for (;;) {
+      const { bytesRead } = await readP(fd, buf, filled, buf.length - filled, null);
+      filled += bytesRead;
+      if (bytesRead === 0 || filled < buf.length) return buf.subarray(0, filled);
+      const bigger = Buffer.allocUnsafe(buf.length * 2);
+      buf.copy(bigger, 0, 0, filled);
+      buf = bigger;
+    }
+  } finally {
+    await closeP(fd);
   }
 }
 
@@ -118,13 +152,13 @@ export function createRealFsOps(): FsOps {
     write: writeAll,
     fsync: (fd) => fsyncP(fd),
     close: (fd) => closeP(fd),
-    rename: (from, to) => fs.promises.rename(from, to),
-    link: (existing, newPath) => fs.promises.link(existing, newPath),
-    unlink: (path) => fs.promises.unlink(path),
-    truncate: (path, length) => fs.promises.truncate(path, length),
+    rename: (from, to) => renameP(from, to),
+    link: (existing, newPath) => linkP(existing, newPath),
+    unlink: (path) => unlinkP(path),
+    truncate: (path, length) => truncateP(path, length),
     mkdir: async (path, mode) => {
       try {
-        await fs.promises.mkdir(path, { mode });
+        await mkdirP(path, { mode });
         return true;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
@@ -139,9 +173,9 @@ export function createRealFsOps(): FsOps {
         await closeP(fd);
       }
     },
-    readFile: (path) => fs.promises.readFile(path),
+    readFile: readWhole,
     readRange,
-    readdir: (path) => fs.promises.readdir(path),
-    stat: async (path) => toStat(await fs.promises.stat(path)),
+    readdir: (path) => readdirP(path),
+    stat: async (path) => toStat(await statP(path)),
   };
 }
