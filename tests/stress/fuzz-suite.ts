@@ -401,7 +401,7 @@ export async function httpFuzz(options: HttpFuzzOptions): Promise<SuiteResult> {
     port: 0,
     logger: createHubLogger({ level: 'error', destination: { write: (line: string) => void errors.push(line) } }),
     // Bounded pending index and a short body timeout, so that lying Content-Lengths end quickly.
-    limits: { maxPendingPerTarget: 20, bodyTimeoutMs: 300 },
+    limits: { maxPendingPerTarget: 20, bodyTimeoutMs: 100 },
   });
   const inSpool = (rel: string): boolean => rel === path.join('a', 'b', 'spool') || rel.startsWith(path.join('a', 'b', 'spool') + path.sep);
   const before = snapshot(options.dir, inSpool);
