@@ -20,6 +20,8 @@ export interface SuiteCounts {
   races: number;
   /** Generated hostile inputs. */
   fuzzCases: number;
+  /** Tampered copies of the audit log checked. */
+  tampered: number;
 }
 
 export interface SuiteResult extends SuiteCounts {
@@ -31,7 +33,7 @@ export interface SuiteResult extends SuiteCounts {
 
 /** An empty result to add counts to. */
 export function newResult(name: string): SuiteResult {
-  return { name, operations: 0, crashes: 0, kills: 0, races: 0, fuzzCases: 0, violations: [] };
+  return { name, operations: 0, crashes: 0, kills: 0, races: 0, fuzzCases: 0, tampered: 0, violations: [] };
 }
 
 /** Collects violations; keeps the first few details of each kind so a report stays readable. */
