@@ -17,12 +17,17 @@
  * `events/.audit.lock` and re-read the chain's tail under it, so the chain stays linear. A line
  * left half-written by a crash was never acknowledged; the next append (under the lock) cuts it off
  * before continuing the chain.
+ *
+ * A single writer (the log of an exclusive spool: no other process appends) reads the tail under
+ * the lock once, when the spool opens, and then keeps it in memory: its batches skip the lock and
+ * the re-read, and the day's file stays open between them. A failed write forgets the tail, so the
+ * next batch reads it again under the lock.
  */
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { isoMillis } from '../protocol/index.js';
 import { errnoCode, ioError } from './durable.js';
-import { createRealFsOps, type FsOps } from './fs-ops.js';
+import { createRealFsOps, type FsFd, type FsOps } from './fs-ops.js';
 import { acquireLock } from './lock.js';
 import type { HandoffState } from './types.js';
 
@@ -90,6 +95,8 @@ export interface AuditLogOptions {
   dir: string;
   clock: () => number;
   fileMode: number;
+  /** True when no other process appends to this log (see the header); default false. */
+  singleWriter?: boolean;
 }
 
 /** The writer side of the audit log. */
@@ -99,6 +106,9 @@ export class AuditLog {
   readonly #clock: () => number;
   readonly #mode: number;
   readonly #lockPath: string;
+  readonly #singleWriter: boolean;
+  /** A single writer's open day file. */
+  #open: { file: string; fd: FsFd } | undefined;
   #queue: Pending[] = [];
   #scheduled = false;
   #flushing: Promise<void> | null = null;
@@ -111,6 +121,7 @@ export class AuditLog {
     this.#clock = options.clock;
     this.#mode = options.fileMode;
     this.#lockPath = path.join(options.dir, '.audit.lock');
+    this.#singleWriter = options.singleWriter ?? false;
   }
 
   /**
@@ -143,6 +154,12 @@ export class AuditLog {
   drain(): Promise<void> {
     if (!this.#scheduled && !this.#flushing && this.#queue.length === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** Drains, then closes the file a single writer keeps open. */
+  async close(): Promise<void> {
+    await this.drain();
+    await this.#closeOpen();
   }
 
   #schedule(): void {
@@ -180,9 +197,18 @@ export class AuditLog {
   }
 
   async #flush(batch: Pending[]): Promise<void> {
+    if (this.#singleWriter && this.#tail !== undefined) return this.#write(batch, this.#tail);
     const release = await acquireLock(this.#lockPath);
     try {
-      const tail = await this.#readTail();
+      await this.#write(batch, await this.#readTail());
+    } finally {
+      await release();
+    }
+  }
+
+  /** Appends the batch after `tail` (under the lock, or as the single writer). */
+  async #write(batch: Pending[], tail: Tail): Promise<void> {
+    try {
       // Group by file; a file never goes back to an earlier date than the chain's latest file, so
       // the order of file names stays the order of the chain even when clocks disagree.
       const groups: Array<{ file: string; lines: string[] }> = [];
@@ -204,12 +230,18 @@ export class AuditLog {
         const full = path.join(this.#dir, g.file);
         const isNewFile = g.file !== tail.file;
         const data = Buffer.from(`${g.lines.join('\n')}\n`, 'utf8');
-        const fd = await this.#fs.openAppend(full, this.#mode);
-        try {
+        if (this.#singleWriter) {
+          const fd = await this.#openFor(g.file, full);
           await this.#fs.write(fd, data);
           await this.#fs.fsync(fd);
-        } finally {
-          await this.#fs.close(fd);
+        } else {
+          const fd = await this.#fs.openAppend(full, this.#mode);
+          try {
+            await this.#fs.write(fd, data);
+            await this.#fs.fsync(fd);
+          } finally {
+            await this.#fs.close(fd);
+          }
         }
         if (isNewFile) {
           await this.#fs.fsyncDir(this.#dir);
@@ -222,10 +254,24 @@ export class AuditLog {
     } catch (err) {
       // After a failed write the tail on disk is unknown: re-read it next time.
       this.#tail = undefined;
+      await this.#closeOpen();
       throw err;
-    } finally {
-      await release();
     }
+  }
+
+  /** The single writer's descriptor of `file`, opening it (and closing the previous day's). */
+  async #openFor(file: string, full: string): Promise<FsFd> {
+    if (this.#open?.file === file) return this.#open.fd;
+    await this.#closeOpen();
+    const fd = await this.#fs.openAppend(full, this.#mode);
+    this.#open = { file, fd };
+    return fd;
+  }
+
+  async #closeOpen(): Promise<void> {
+    const open = this.#open;
+    this.#open = undefined;
+    if (open !== undefined) await this.#fs.close(open.fd).catch(() => undefined);
   }
 
   /** Finds the chain's last line (hash and seq), trimming a half-written line. Lock held. */

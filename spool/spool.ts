@@ -348,7 +348,7 @@ export class Spool implements SpoolApi {
     this.#owner = newTmpOwner();
     LIVE_INSTANCES.add(this.#owner.instance);
     this.#tmp = new TmpWriter(this.#fs, this.#paths.tmp, this.#o.fileMode, this.#owner);
-    this.#audit = new AuditLog({ fs: this.#fs, dir: this.#paths.events, clock: this.#o.clock, fileMode: this.#o.fileMode });
+    this.#audit = new AuditLog({ fs: this.#fs, dir: this.#paths.events, clock: this.#o.clock, fileMode: this.#o.fileMode, singleWriter: this.#o.exclusive });
   }
 
   // ---------------------------------------------------------------- paths
@@ -537,7 +537,7 @@ export class Spool implements SpoolApi {
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      await this.#audit.drain();
+      await this.#audit.close();
       LIVE_INSTANCES.delete(this.#owner.instance);
     })();
     return this.#closing;
