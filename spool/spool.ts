@@ -422,7 +422,7 @@ export class Spool implements SpoolApi {
     assertSafeId(id);
     return this.#guard('get', async () => {
       let found = await this.#locate(id);
-      if (!found) {
+      if (!found && !this.#indexIsTruth()) {
         // Perhaps dropped under a foreign name and not adopted yet.
         await this.#refreshPending();
         found = await this.#locate(id);
@@ -643,8 +643,28 @@ export class Spool implements SpoolApi {
     }
   }
 
+  /**
+   * True when the pending index is the truth about handoff/: the spool is exclusive (no other
+   * process writes it, so no foreign drops either) and recovery has built the index, which this
+   * instance updates in the same tick as each of its renames into or out of handoff/.
+   */
+  #indexIsTruth(): boolean {
+    return this.#o.exclusive && this.#handoffMtime !== undefined && !this.#forceRescan;
+  }
+
+  /** The pending file of `id` as the index holds it (payload text and parsed payload). */
+  #indexedFile(id: string): StoredFile | undefined {
+    const item = this.#pending.get(id);
+    return item ? { kind: 'raw', payloadText: item.entry.payloadText, payload: item.payload, relay: undefined } : undefined;
+  }
+
   /** Every place the id is, in the order states are reached; the latest wins. */
   async #locate(id: string, states: readonly HandoffState[] = STATE_ORDER): Promise<Located | undefined> {
+    return this.#indexIsTruth() ? this.#locateExclusive(id, states) : this.#locateOnDisk(id, states);
+  }
+
+  /** `#locate` reading every state directory, whatever the index says. */
+  async #locateOnDisk(id: string, states: readonly HandoffState[] = STATE_ORDER): Promise<Located | undefined> {
     let found: Located | undefined;
     // Looking in the order a handoff moves means a move in progress cannot hide it from us.
     for (const state of states) {
@@ -653,6 +673,25 @@ export class Spool implements SpoolApi {
       if (bytes) found = { state, path: file, file: this.#decodeOrThrow(file, bytes) };
     }
     return found;
+  }
+
+  /**
+   * `#locate` for an exclusive spool: pending comes from the index (no disk), and the first state
+   * found in move order is the answer, because only this process moves the files and recovery
+   * left no second copy of an id in handoff/ or claimed/ (a file moves on in one rename).
+   */
+  async #locateExclusive(id: string, states: readonly HandoffState[]): Promise<Located | undefined> {
+    for (const state of states) {
+      if (state === 'pending') {
+        const file = this.#indexedFile(id);
+        if (file) return { state, path: this.#pathOf(state, id), file };
+        continue;
+      }
+      const full = this.#pathOf(state, id);
+      const bytes = await this.#readIfExists(full);
+      if (bytes) return { state, path: full, file: this.#decodeOrThrow(full, bytes) };
+    }
+    return undefined;
   }
 
   /** The state after `pending` that the id is in, if any (stat only). */
@@ -1002,12 +1041,25 @@ export class Spool implements SpoolApi {
     } catch (err) {
       if (errnoCode(err) !== 'EEXIST') throw err;
       await this.#fs.unlink(tmp);
-      const existing = await this.#locate(id);
+      // From the disk, not the index: an earlier put of these bytes may have linked the file and
+      // then failed (unacknowledged, so never indexed).
+      const existing = await this.#locateOnDisk(id);
       if (!existing) throw new HandoffError('IO', 'a concurrent transition moved the handoff; retry');
       // The first writer may not have fsynced the directory yet: an idempotent answer is an
       // acknowledgement too.
       await this.#dirs.sync(this.#dirOf(existing.state, id));
-      return this.#existingPut(existing, payloadText);
+      const answer = await this.#existingPut(existing, payloadText);
+      if (existing.state === 'pending' && this.#indexIsTruth() && !this.#pending.has(id)) {
+        // Puts of one id are serialized in this process, and no other writes an exclusive spool:
+        // that earlier put failed before its commit. This repeat is the one acknowledged, so it
+        // commits (indexes, audits, wakes pollers) as the first would have.
+        this.#indexAdd(this.#makeItem(`${id}.json`, payload, payloadText));
+        await this.#committed(
+          { id, from: null, to: 'pending', fromAgent: payload.from_agent, toAgent: payload.to_agent },
+          this.#auditFor('put', payload, 'pending'),
+        );
+      }
+      return answer;
     }
     await this.#fs.unlink(tmp);
     await this.#dirs.sync(this.#paths.handoff);
@@ -1043,16 +1095,11 @@ export class Spool implements SpoolApi {
 
   async #claim(id: string, agent: string, proposed?: string): Promise<Claim> {
     const src = this.#pathOf('pending', id);
-    let bytes = await this.#readIfExists(src);
-    if (!bytes) {
-      await this.#refreshPending();
-      bytes = await this.#readIfExists(src);
-    }
-    if (!bytes) {
+    const stored = await this.#pendingFile(id, src);
+    if (!stored) {
       const repeat = proposed === undefined ? undefined : await this.#repeatClaim(id, agent, proposed);
       return repeat ?? this.#claimLost(id);
     }
-    const stored = this.#decodeOrThrow(src, bytes);
     const payload = stored.payload;
     if (payload.to_agent !== agent) throw new HandoffError('FORBIDDEN', 'only the target agent may claim a handoff');
     const now = this.#o.clock();
@@ -1070,6 +1117,17 @@ export class Spool implements SpoolApi {
       this.#indexRemove(id);
       return this.#writeClaim(id, agent, stored, dest, proposed ?? randomBytes(32).toString('base64url'), now);
     });
+  }
+
+  /** The file of `id` in handoff/: from the index when it is the truth, else read from disk. */
+  async #pendingFile(id: string, src: string): Promise<StoredFile | undefined> {
+    if (this.#indexIsTruth()) return this.#indexedFile(id);
+    let bytes = await this.#readIfExists(src);
+    if (!bytes) {
+      await this.#refreshPending();
+      bytes = await this.#readIfExists(src);
+    }
+    return bytes ? this.#decodeOrThrow(src, bytes) : undefined;
   }
 
   /** Writes the claimed envelope after the rename that decided the claim, and commits it. */
