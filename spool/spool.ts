@@ -1032,6 +1032,10 @@ export class Spool implements SpoolApi {
   // ---------------------------------------------------------------- transitions
 
   async #put(id: string, bytes: Uint8Array, payload: ParsedPayload, payloadText: string): Promise<PutResult> {
+    const exclusive = this.#indexIsTruth();
+    // An exclusive spool indexes a put only once it is durable: a repeat is answered from memory.
+    const indexed = exclusive ? this.#indexedFile(id) : undefined;
+    if (indexed) return this.#existingPut({ state: 'pending', path: this.#pathOf('pending', id), file: indexed }, payloadText);
     const later = await this.#locateLater(id);
     if (later) return this.#existingPut(later, payloadText);
     const dest = this.#pathOf('pending', id);
@@ -1064,8 +1068,10 @@ export class Spool implements SpoolApi {
     await this.#fs.unlink(tmp);
     await this.#dirs.sync(this.#paths.handoff);
     // A transition of an earlier copy may have run between the check above and the link: then
-    // the file just linked is a second copy of a handoff that has moved on.
-    const movedOn = await this.#locateLater(id);
+    // the file just linked is a second copy of a handoff that has moved on. Not so in an exclusive
+    // spool: puts of one id are serialized, the id was nowhere at the check, and only this process
+    // creates or moves files, so no copy of it can have moved on since.
+    const movedOn = exclusive ? undefined : await this.#locateLater(id);
     if (movedOn) {
       try {
         await this.#fs.unlink(dest);

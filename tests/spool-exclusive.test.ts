@@ -83,3 +83,18 @@ test('a put that failed after linking its file is acknowledged, delivered and au
   assert.equal(audit.ok, true);
   assert.equal(audit.lines, 2, 'one put and one claim');
 });
+
+test('a repeated put of a pending handoff in an exclusive spool writes nothing; other bytes → CONFLICT', async (t) => {
+  const fs = new TestFs();
+  const spool = await openSpool({ root: await root(t), exclusive: true, fs: fs.ops });
+  t.after(() => spool.close());
+  const p = makePayload({ id: 'ex-repeat', nowMs: T0 });
+  assert.equal((await spool.put(p.text)).created, true);
+  fs.reset();
+  const again = await spool.put(p.text);
+  assert.equal(again.created, false);
+  assert.equal(again.record.state, 'pending');
+  assert.deepEqual(fs.mutatingCalls(), [], 'nothing written for an idempotent repeat');
+  const other = makePayload({ id: 'ex-repeat', nowMs: T0, extra: { reason: 'other_reason' } });
+  await assert.rejects(spool.put(other.text), { code: 'CONFLICT' });
+});
