@@ -5,7 +5,7 @@
  *
  * Options:
  *   --quick            small counts and short runs (under two minutes)
- *   --handoffs N       wake-up samples per configuration (default 2000; quick 300)
+ *   --handoffs N       wake-up samples per configuration (default 2000; quick 200)
  *   --seconds S        duration of each lifecycle run (default 10; quick 2)
  *   --archive N        largest archive size of the scale rows (default 100000; quick 100000)
  *   --e2e N            end-to-end samples through the listener (default 500; quick 100)
@@ -18,6 +18,7 @@
  *   --out FILE         results file (default bench/results/latest.json)
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -86,8 +87,8 @@ function parseOptions(argv: string[]): Options {
   if (values['no-bullmq']) only.delete('bullmq');
   return {
     quick,
-    handoffs: count('handoffs', values.handoffs, 2000, 300),
-    seconds: count('seconds', values.seconds, 10, 2),
+    handoffs: count('handoffs', values.handoffs, 2000, 200),
+    seconds: duration(values.seconds, quick),
     archive: count('archive', values.archive, 100_000, 100_000, 0),
     e2e: count('e2e', values.e2e, 500, 100),
     cliE2e: count('cli-e2e', values['cli-e2e'], 30, 5, 0),
@@ -97,6 +98,13 @@ function parseOptions(argv: string[]): Options {
     build: !values['no-build'],
     out: values.out ?? path.join(REPO_ROOT, 'bench', 'results', 'latest.json'),
   };
+}
+
+function duration(text: string | undefined, quick: boolean): number {
+  if (text === undefined) return quick ? 2 : 10;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < 0.5) throw new Error('--seconds must be a number ≥ 0.5');
+  return n;
 }
 
 interface Machine {
@@ -201,13 +209,32 @@ interface Results {
   targets?: Array<{ what: string; target: string; measured: string; met: boolean }>;
 }
 
+const T0 = performance.now();
+
 function log(line: string): void {
-  process.stderr.write(`${line}\n`);
+  process.stderr.write(`[${((performance.now() - T0) / 1000).toFixed(1).padStart(5)} s] ${line}\n`);
+}
+
+/** True when a source file (or the build configuration) is newer than the compiled CLI. */
+function distIsStale(): boolean {
+  let built: number;
+  try {
+    built = statSync(path.join(REPO_ROOT, 'dist', 'cli', 'main.js')).mtimeMs;
+  } catch {
+    return true;
+  }
+  const newer = (file: string): boolean => statSync(file).mtimeMs > built;
+  if (['package.json', 'tsconfig.json', 'tsconfig.build.json', 'index.ts'].some((f) => newer(path.join(REPO_ROOT, f)))) return true;
+  for (const dir of ['protocol', 'spool', 'hub', 'agent-listener', 'policy', 'cli']) {
+    for (const entry of readdirSync(path.join(REPO_ROOT, dir), { recursive: true, withFileTypes: true })) {
+      if (entry.isFile() && entry.name.endsWith('.ts') && newer(path.join(entry.parentPath, entry.name))) return true;
+    }
+  }
+  return false;
 }
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  const t0 = performance.now();
   const results: Results = {
     startedAt: new Date().toISOString(),
     durationSec: 0,
@@ -219,9 +246,11 @@ async function main(): Promise<void> {
   log(`handoff-relay bench${options.quick ? ' (quick)' : ''}: ${m.cpu}, ${m.cores} cores, ${m.kernel}, Node ${m.node}, ${m.disk}`);
 
   if (options.build && (has('wakeup') || has('lifecycle') || has('e2e') || has('scale') || has('cli'))) {
-    log('building dist/ (npm run build)…');
-    const built = spawnSync('npm', ['run', 'build', '--silent'], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-    if (built.status !== 0) throw new Error('npm run build failed');
+    if (distIsStale()) {
+      log('building dist/ (npm run build)…');
+      const built = spawnSync('npm', ['run', 'build', '--silent'], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+      if (built.status !== 0) throw new Error('npm run build failed');
+    } else log('dist/ is up to date with the sources');
   }
 
   try {
@@ -267,12 +296,6 @@ async function main(): Promise<void> {
       }
     }
 
-    if (has('scale')) {
-      log('scale with archive/…');
-      const sizes = [...new Set([0, Math.min(10_000, options.archive), options.archive])].sort((a, b) => a - b);
-      results.scale = await measureScale(sizes, Math.max(100, Math.round(options.handoffs / 4)), Math.max(1, Math.round(options.seconds / 2)), log);
-    }
-
     if (has('local')) {
       log('local mode (chokidar)…');
       results.local = await measureLocal(options.local);
@@ -286,11 +309,23 @@ async function main(): Promise<void> {
     if (has('bullmq')) {
       results.bullmq = await runBullmq(options);
     }
+
+    // Last: filling archive/ writes 100,000 files, whose write-back would disturb what follows.
+    if (has('scale')) {
+      log('scale with archive/…');
+      const sizes = [...new Set([0, Math.min(10_000, options.archive), options.archive])].sort((a, b) => a - b);
+      const rounds = options.quick ? 2 : 3;
+      results.scale = await measureScale(
+        sizes,
+        { rounds, wakeups: Math.max(50, Math.round(options.handoffs / 4 / rounds)), seconds: Math.max(1, options.seconds / rounds) },
+        log,
+      );
+    }
   } finally {
-    await cleanup();
+    cleanup();
   }
 
-  results.durationSec = (performance.now() - t0) / 1000;
+  results.durationSec = (performance.now() - T0) / 1000;
   results.targets = targets(results);
   buildTable(results);
   const table = renderTable();
@@ -313,7 +348,10 @@ async function runBullmq(options: Options): Promise<NonNullable<Results['bullmq'
     try {
       const wakeup = await measureBullWakeup(redis, mode, options.handoffs);
       const lifecycle: BullLifecycleResult[] = [];
-      for (const pairs of [1, 8, 64]) lifecycle.push(await measureBullLifecycle(redis, `${mode}-${pairs}`, pairs, options.seconds));
+      for (const pairs of [1, 8, 64]) {
+        log(`BullMQ lifecycle, ${pairs} pairs…`);
+        lifecycle.push(await measureBullLifecycle(redis, `${mode}-${pairs}`, pairs, options.seconds));
+      }
       runs.push({ mode, persistence: redis.persistence, wakeup, lifecycle });
     } finally {
       await redis.stop();
@@ -335,19 +373,19 @@ function targets(r: Results): NonNullable<Results['targets']> {
   if (r.scale && r.scale.length > 1) {
     const first = r.scale[0] as ScalePoint;
     const last = r.scale[r.scale.length - 1] as ScalePoint;
-    const rate = last.lifecycle.perSec / first.lifecycle.perSec;
+    const rate = last.lifecyclePerSec / first.lifecyclePerSec;
     out.push({
       what: `lifecycle ${first.archived.toLocaleString('en-US')} → ${last.archived.toLocaleString('en-US')} archived`,
       target: 'within 20%',
       measured: `${round(100 * (rate - 1))}%`,
       met: Math.abs(rate - 1) <= 0.2,
     });
-    const wake = last.wakeup.sendToReceive.p50 - first.wakeup.sendToReceive.p50;
+    const wake = last.wakeP50Ms - first.wakeP50Ms;
     out.push({
       what: `wake-up p50 (send→receive) ${first.archived.toLocaleString('en-US')} → ${last.archived.toLocaleString('en-US')} archived`,
       target: 'within 20%',
-      measured: `${round((100 * wake) / first.wakeup.sendToReceive.p50)}%`,
-      met: Math.abs(wake) <= 0.2 * first.wakeup.sendToReceive.p50,
+      measured: `${round((100 * wake) / first.wakeP50Ms)}%`,
+      met: Math.abs(wake) <= 0.2 * first.wakeP50Ms,
     });
     out.push({
       what: `hub start ${first.archived.toLocaleString('en-US')} → ${last.archived.toLocaleString('en-US')} archived`,
@@ -378,8 +416,10 @@ function buildTable(r: Results): void {
     }
   }
   if (r.lifecycle) {
-    heading('(2) lifecycle start → poll → accept → complete, durable', ['handoffs/s', 'p50 ms', 'p99 ms', 'hub CPU %', 'hub peak RSS MiB']);
-    for (const l of r.lifecycle) row(`${l.pairs} pair${l.pairs > 1 ? 's' : ''}`, l.perSec, l.lifecycle.p50, l.lifecycle.p99, l.hubCpuPct, l.hubPeakRssMiB);
+    heading('(2) lifecycle start → poll → accept → complete, durable', ['handoffs/s', 'p50 ms', 'p99 ms', 'hub CPU %', 'hub CPU ms/handoff', 'hub peak RSS MiB', 'clients CPU %']);
+    for (const l of r.lifecycle) {
+      row(`${l.pairs} pair${l.pairs > 1 ? 's' : ''}`, l.perSec, l.lifecycle.p50, l.lifecycle.p99, l.hubCpuPct, (10 * l.hubCpuPct) / l.perSec, l.hubPeakRssMiB, l.clientCpuPct);
+    }
   }
   if (r.e2e) {
     heading('(3) end to end: handoff start → call-creation request at the Twilio stub', LATENCY_COLUMNS);
@@ -387,8 +427,16 @@ function buildTable(r: Results): void {
     if (r.e2e.cliProcess.n > 0) row('spawned `node dist/cli/main.js start` (adds cold start)', ...latencyCells(r.e2e.cliProcess));
   }
   if (r.scale) {
-    heading('(4) scale with archive/ (wake-up: 1 parked, send → receive; lifecycle: 8 pairs)', ['archived', 'openSpool ms', 'hub start ms', 'wake p50 ms', 'wake p99 ms', 'lifecycle/s']);
-    for (const p of r.scale) row('', p.archived, p.openSpoolMs, p.hubStartMs, p.wakeup.sendToReceive.p50, p.wakeup.sendToReceive.p99, p.lifecycle.perSec);
+    heading(`(4) scale with archive/, medians of ${r.scale[0]?.rounds ?? 0} interleaved rounds (wake-up: 1 parked, send → receive; lifecycle: 8 pairs)`, [
+      'archived',
+      'openSpool ms',
+      'hub start ms',
+      'wake p50 ms',
+      'wake p99 ms',
+      'lifecycle/s',
+      'hub CPU ms/handoff',
+    ]);
+    for (const p of r.scale) row('', p.archived, p.openSpoolMs, p.hubStartMs, p.wakeP50Ms, p.wakeP99Ms, p.lifecyclePerSec, p.hubCpuMsPerHandoff);
   }
   if (r.local) {
     heading('(5) local mode: put acknowledged → LocalSource (chokidar) has it', LATENCY_COLUMNS);
@@ -408,10 +456,10 @@ function buildTable(r: Results): void {
       row('wake-up: add acknowledged → worker has the job', ...latencyCells(run.wakeup.ackToReceive));
       row('wake-up: add sent → worker has the job', ...latencyCells(run.wakeup.sendToReceive));
       const relayWake = r.wakeup?.[0];
-      heading(`    lifecycle add → getNextJob → moveToCompleted (${run.mode})`, ['handoffs/s', 'p50 ms', 'p99 ms', 'redis CPU %', 'redis RSS MiB', 'relay ÷ bullmq']);
+      heading(`    lifecycle add → getNextJob → moveToCompleted (${run.mode})`, ['handoffs/s', 'p50 ms', 'p99 ms', 'redis CPU %', 'redis RSS MiB', 'clients CPU %', 'relay ÷ bullmq']);
       for (const l of run.lifecycle) {
         const relay = r.lifecycle?.find((x) => x.pairs === l.pairs);
-        row(`${l.pairs} pair${l.pairs > 1 ? 's' : ''}`, l.perSec, l.lifecycle.p50, l.lifecycle.p99, l.redisCpuPct, l.redisPeakRssMiB, relay ? `${round(relay.perSec / l.perSec)}x` : '-');
+        row(`${l.pairs} pair${l.pairs > 1 ? 's' : ''}`, l.perSec, l.lifecycle.p50, l.lifecycle.p99, l.redisCpuPct, l.redisPeakRssMiB, l.clientCpuPct, relay ? `${round(relay.perSec / l.perSec)}x` : '-');
       }
       if (relayWake) {
         heading(`    wake-up ratio, relay ÷ bullmq (${run.mode}), send → receive`, ['p50', 'p99']);
@@ -435,8 +483,8 @@ function buildTable(r: Results): void {
   heading(`total ${round(r.durationSec)} s`);
 }
 
-main().catch(async (err: unknown) => {
-  await cleanup().catch(() => undefined);
+main().catch((err: unknown) => {
+  cleanup();
   process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exitCode = 1;
 });

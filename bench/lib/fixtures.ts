@@ -2,9 +2,9 @@
  * What every scenario needs: temp directories, agents with hub tokens, signed payloads with unique
  * ids, and an archive pre-filled with completed handoffs.
  */
-import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { tokenSha256 } from '../../hub/index.js';
@@ -31,9 +31,14 @@ export async function benchDir(prefix: string): Promise<string> {
 
 const createdDirs: string[] = [];
 
-/** Removes every directory made with `benchDir`. */
-export async function cleanup(): Promise<void> {
-  for (const dir of createdDirs.splice(0)) await rm(dir, { recursive: true, force: true });
+/**
+ * Removes every directory made with `benchDir`, in a detached `rm -rf` that outlives this process:
+ * deleting an archive of 100,000 files takes seconds and measures nothing.
+ */
+export function cleanup(): void {
+  const dirs = createdDirs.splice(0);
+  if (dirs.length === 0) return;
+  spawn('rm', ['-rf', '--', ...dirs], { detached: true, stdio: 'ignore' }).unref();
 }
 
 /** Agent names with fresh bearer tokens. */
@@ -83,6 +88,32 @@ export function signedPayload(from: string, to: string, options: { ttlSec?: numb
   );
 }
 
+const PLACEHOLDER_HASH = 'ffffffffffffffff';
+
+/**
+ * Signed payloads that differ only in their caller hash (and so their id), made by substituting
+ * into one canonical text and computing each HMAC directly: about 20 times cheaper than building
+ * each one, which matters for 100,000 of them. The first one is checked against `buildPayload`.
+ */
+function payloadFactory(nowMs: number): (hash: string) => string {
+  const build = (hash: string): string =>
+    buildPayload({ from: 'bob', to: 'alice', callerHash: hash, reason: 'scheduling_capability', transcript: TRANSCRIPT, ttlSec: 60 }, BENCH_SECRET, nowMs).text;
+  const template = build(PLACEHOLDER_HASH);
+  const hmacField = /"hmac":"[A-Za-z0-9+/=]+",/.exec(template)?.[0];
+  if (hmacField === undefined) throw new Error('bench: no hmac field in a built payload');
+  const at = template.indexOf(hmacField);
+  const unsigned = template.slice(0, at) + template.slice(at + hmacField.length);
+  const make = (hash: string): string => {
+    // A hash has the placeholder's length, so the hmac field goes back exactly where it was.
+    const canonical = unsigned.replaceAll(PLACEHOLDER_HASH, hash);
+    const hmac = createHmac('sha256', BENCH_SECRET).update(canonical, 'utf8').digest('base64');
+    return `${canonical.slice(0, at)}"hmac":"${hmac}",${canonical.slice(at)}`;
+  };
+  const probe = uniqueCallerHash();
+  if (make(probe) !== build(probe)) throw new Error('bench: the payload template does not reproduce buildPayload');
+  return make;
+}
+
 /**
  * Adds `count` completed handoffs to `<spoolDir>/archive/` in the spool's own envelope format,
  * written directly (no fsync: filling is not what is measured), then runs `sync` so that their
@@ -93,12 +124,14 @@ export async function prefillArchive(spoolDir: string, count: number): Promise<v
   await mkdir(archive, { recursive: true, mode: 0o700 });
   const buckets = new Set<string>();
   const nowMs = Date.now();
+  const makePayload = payloadFactory(nowMs - 3_600_000);
   let next = 0;
   const writeOne = async (): Promise<void> => {
     while (next < count) {
       next += 1;
-      const signed = signedPayload('bob', 'alice', { nowMs: nowMs - 3_600_000 });
-      const id = signed.payload.handoff_id;
+      const hash = uniqueCallerHash();
+      const text = makePayload(hash);
+      const id = `${Math.floor((nowMs - 3_600_000) / 1000)}-bob-alice-${hash}`;
       const bucket = bucketOf(id);
       const dir = path.join(archive, bucket);
       if (!buckets.has(bucket)) {
@@ -119,7 +152,7 @@ export async function prefillArchive(spoolDir: string, count: number): Promise<v
         completed_at: at,
         outcome: 'connected',
       };
-      await writeFile(path.join(dir, `${id}.json`), encodeEnvelope(relay, signed.text), { mode: 0o600 });
+      await writeFile(path.join(dir, `${id}.json`), encodeEnvelope(relay, text), { mode: 0o600 });
     }
   };
   await Promise.all(Array.from({ length: 32 }, writeOne));

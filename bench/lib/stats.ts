@@ -29,6 +29,14 @@ export function summarize(samples: readonly number[]): Summary {
   };
 }
 
+/** The median (the mean of the two middle values for an even count); NaN when empty. */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length === 0) return Number.NaN;
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
 /** Rounds for display and JSON: 3 significant decimals under 10, fewer above. */
 export function round(v: number): number {
   if (!Number.isFinite(v)) return v;

@@ -27,6 +27,8 @@ export interface BullLifecycleResult {
   lifecycle: Summary;
   redisCpuPct: number;
   redisPeakRssMiB: number;
+  /** CPU of this process (the BullMQ clients), % of one core. */
+  clientCpuPct: number;
 }
 
 type Data = { payload: string };
@@ -112,6 +114,7 @@ export async function measureBullLifecycle(redis: BenchRedis, prefix: string, pa
   await Promise.all(lanes.map(one));
   const latencies: number[] = [];
   const cpu = redis.cpu();
+  const clientCpu0 = process.cpuUsage();
   const t0 = performance.now();
   const end = t0 + seconds * 1000;
   await Promise.all(
@@ -125,6 +128,7 @@ export async function measureBullLifecycle(redis: BenchRedis, prefix: string, pa
   );
   const wallSec = (performance.now() - t0) / 1000;
   const { corePct } = cpu.stop();
+  const clientCpu = process.cpuUsage(clientCpu0);
   await Promise.all(lanes.flatMap((l) => [l.worker.close(), l.queue.close()]));
   await delay(10);
   return {
@@ -135,5 +139,6 @@ export async function measureBullLifecycle(redis: BenchRedis, prefix: string, pa
     lifecycle: summarize(latencies),
     redisCpuPct: corePct,
     redisPeakRssMiB: redis.peakRssMiB(),
+    clientCpuPct: (clientCpu.user + clientCpu.system) / 1e4 / wallSec,
   };
 }

@@ -18,6 +18,8 @@ export interface LifecycleResult {
   lifecycle: Summary;
   hubCpuPct: number;
   hubPeakRssMiB: number;
+  /** CPU of this process (the clients: signing, HTTP, parsing replies), % of one core. */
+  clientCpuPct: number;
 }
 
 /** Pair k is `i<k>` → `t<k>`. */
@@ -47,6 +49,7 @@ export async function measureLifecycle(hub: BenchHub, pairs: number, seconds: nu
 
   const latencies: number[] = [];
   const cpu = hub.cpu();
+  const clientCpu0 = process.cpuUsage();
   const t0 = performance.now();
   const end = t0 + seconds * 1000;
   await Promise.all(
@@ -60,6 +63,7 @@ export async function measureLifecycle(hub: BenchHub, pairs: number, seconds: nu
   );
   const wallSec = (performance.now() - t0) / 1000;
   const { corePct } = cpu.stop();
+  const clientCpu = process.cpuUsage(clientCpu0);
   await Promise.all(clients.flatMap((c) => [c.initiator.close(), c.target.close()]));
   return {
     pairs,
@@ -69,5 +73,6 @@ export async function measureLifecycle(hub: BenchHub, pairs: number, seconds: nu
     lifecycle: summarize(latencies),
     hubCpuPct: corePct,
     hubPeakRssMiB: hub.peakRssMiB(),
+    clientCpuPct: (clientCpu.user + clientCpu.system) / 1e4 / wallSec,
   };
 }

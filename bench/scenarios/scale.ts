@@ -3,22 +3,31 @@
  * handoffs already in `archive/`. Start-up is timed twice: `openSpool` in this process (the
  * recovery pass alone) and the compiled hub from spawn to "listening on" (process start, module
  * loading and recovery). Work per operation must not grow with the archive.
+ *
+ * Each size has its own spool, filled once; the sizes are then measured in turn, round after
+ * round, and each figure is the median over the rounds: a machine whose load drifts (other
+ * processes, disk write-back) shifts every size alike instead of one of them.
  */
 import { readdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { openSpool } from '../../spool/index.js';
-import { startBenchHub } from '../lib/hub-process.js';
-import { benchDir, prefillArchive } from '../lib/fixtures.js';
-import { summarize } from '../lib/stats.js';
-import { measureLifecycle, pairAgents, type LifecycleResult } from './lifecycle.js';
-import { measureWakeup, type WakeupResult } from './wakeup.js';
+import { startBenchHub, type BenchHub } from '../lib/hub-process.js';
+import { benchDir, prefillArchive, type Tokens } from '../lib/fixtures.js';
+import { median, summarize } from '../lib/stats.js';
+import { measureLifecycle, pairAgents } from './lifecycle.js';
+import { measureWakeup } from './wakeup.js';
 
 export interface ScalePoint {
+  /** Handoffs in archive/ before the first round. */
   archived: number;
+  rounds: number;
+  /** Medians over the rounds. */
   openSpoolMs: number;
   hubStartMs: number;
-  wakeup: WakeupResult;
-  lifecycle: LifecycleResult;
+  wakeP50Ms: number;
+  wakeP99Ms: number;
+  lifecyclePerSec: number;
+  hubCpuMsPerHandoff: number;
 }
 
 async function countArchived(spoolDir: string): Promise<number> {
@@ -30,11 +39,20 @@ async function countArchived(spoolDir: string): Promise<number> {
   return n;
 }
 
-/** Start-up times are short and noisy: each is the median of a few runs. */
+/** Start-up times are short and noisy: each round takes the median of a few. */
 const START_RUNS = 3;
+const AGENTS = ['bob', 'a000', ...pairAgents(8)];
 
-async function measurePoint(dir: string, spoolDir: string, wakeups: number, seconds: number): Promise<ScalePoint> {
-  const archived = await countArchived(spoolDir);
+interface Round {
+  openSpoolMs: number;
+  hubStartMs: number;
+  wakeP50Ms: number;
+  wakeP99Ms: number;
+  lifecyclePerSec: number;
+  hubCpuMsPerHandoff: number;
+}
+
+async function measureRound(dir: string, spoolDir: string, tokens: Tokens | undefined, wakeups: number, seconds: number): Promise<{ round: Round; tokens: Tokens }> {
   const opens: number[] = [];
   for (let i = 0; i < START_RUNS; i++) {
     const t0 = performance.now();
@@ -42,39 +60,67 @@ async function measurePoint(dir: string, spoolDir: string, wakeups: number, seco
     opens.push(performance.now() - t0);
     await spool.close();
   }
-  const agents = ['bob', 'a000', ...pairAgents(8)];
   const starts: number[] = [];
-  let tokens;
-  for (let i = 1; i < START_RUNS; i++) {
-    const probe = await startBenchHub({ dir, spoolDir, agents, tokens });
-    tokens = probe.tokens;
-    starts.push(probe.startMs);
-    await probe.stop();
+  let hub: BenchHub | undefined;
+  for (let i = 0; i < START_RUNS; i++) {
+    await hub?.stop();
+    hub = await startBenchHub({ dir, spoolDir, agents: AGENTS, tokens });
+    tokens = hub.tokens;
+    starts.push(hub.startMs);
   }
-  const hub = await startBenchHub({ dir, spoolDir, agents, tokens });
-  starts.push(hub.startMs);
+  const running = hub as BenchHub;
   try {
-    const wakeup = await measureWakeup(hub, 'bob', ['a000'], wakeups);
-    const lifecycle = await measureLifecycle(hub, 8, seconds);
-    return { archived, openSpoolMs: summarize(opens).p50, hubStartMs: summarize(starts).p50, wakeup, lifecycle };
+    const wakeup = await measureWakeup(running, 'bob', ['a000'], wakeups);
+    const lifecycle = await measureLifecycle(running, 8, seconds);
+    return {
+      tokens: running.tokens,
+      round: {
+        openSpoolMs: median(opens),
+        hubStartMs: median(starts),
+        wakeP50Ms: wakeup.sendToReceive.p50,
+        wakeP99Ms: wakeup.sendToReceive.p99,
+        lifecyclePerSec: lifecycle.perSec,
+        hubCpuMsPerHandoff: (10 * lifecycle.hubCpuPct) / lifecycle.perSec,
+      },
+    };
   } finally {
-    await hub.stop();
+    await running.stop();
   }
 }
 
-/** Measures at each size in `sizes` (ascending), filling one spool's archive step by step. */
-export async function measureScale(sizes: readonly number[], wakeups: number, seconds: number, log: (line: string) => void): Promise<ScalePoint[]> {
-  const points: ScalePoint[] = [];
-  const dir = await benchDir('scale');
-  const spoolDir = path.join(dir, 'spool');
+/** Fills one spool per size, then measures the sizes in turn for `rounds` rounds. */
+export async function measureScale(
+  sizes: readonly number[],
+  options: { rounds: number; wakeups: number; seconds: number },
+  log: (line: string) => void,
+): Promise<ScalePoint[]> {
+  const spools: Array<{ dir: string; spoolDir: string; archived: number; tokens?: Tokens; rounds: Round[] }> = [];
   for (const size of sizes) {
-    // The runs themselves archive handoffs too: top up to the size, do not add it.
-    const have = await countArchived(spoolDir);
-    if (size > have) {
-      log(`  filling archive/ to ${size.toLocaleString('en-US')} handoffs…`);
-      await prefillArchive(spoolDir, size - have);
+    const dir = await benchDir(`scale-${size}`);
+    const spoolDir = path.join(dir, 'spool');
+    if (size > 0) {
+      log(`  filling archive/ with ${size.toLocaleString('en-US')} handoffs…`);
+      await prefillArchive(spoolDir, size);
     }
-    points.push(await measurePoint(dir, spoolDir, wakeups, seconds));
+    spools.push({ dir, spoolDir, archived: await countArchived(spoolDir), rounds: [] });
   }
-  return points;
+  for (let r = 0; r < options.rounds; r++) {
+    for (const s of spools) {
+      log(`  round ${r + 1}/${options.rounds}, ${s.archived.toLocaleString('en-US')} archived…`);
+      const { round, tokens } = await measureRound(s.dir, s.spoolDir, s.tokens, options.wakeups, options.seconds);
+      s.tokens = tokens;
+      s.rounds.push(round);
+    }
+  }
+  const over = (rounds: Round[], key: keyof Round): number => median(rounds.map((x) => x[key]));
+  return spools.map((s) => ({
+    archived: s.archived,
+    rounds: s.rounds.length,
+    openSpoolMs: over(s.rounds, 'openSpoolMs'),
+    hubStartMs: over(s.rounds, 'hubStartMs'),
+    wakeP50Ms: over(s.rounds, 'wakeP50Ms'),
+    wakeP99Ms: over(s.rounds, 'wakeP99Ms'),
+    lifecyclePerSec: over(s.rounds, 'lifecyclePerSec'),
+    hubCpuMsPerHandoff: over(s.rounds, 'hubCpuMsPerHandoff'),
+  }));
 }
