@@ -32,7 +32,9 @@ test('an exclusive spool (the hub) opens at once after its predecessor was kille
 
   // A bound far above the normal open time and far below the stale wait it used to take.
   const opened = openSpool({ root, exclusive: true });
-  const first = await Promise.race([opened.then(() => 'opened'), new Promise((r) => setTimeout(r, LOCK_STALE_MS / 2, 'waited'))]);
+  let timer: NodeJS.Timeout | undefined;
+  const first = await Promise.race([opened.then(() => 'opened'), new Promise((r) => (timer = setTimeout(r, LOCK_STALE_MS / 2, 'waited')))]);
+  clearTimeout(timer);
   const spool = await opened;
   t.after(() => spool.close());
   assert.equal(first, 'opened', 'the leftover lock was removed instead of waited for');
