@@ -442,6 +442,7 @@ async function runWorkload(plan: PlannedHandoff[], cut: number | undefined, opti
     ]);
     const steps = model.steps - start;
     await spool.close();
+    const before = result.violations.length;
     for (const mode of RECOVERY_MODES) {
       const image = path.join(base, `image-${mode}`);
       model.materialize(image);
@@ -452,6 +453,9 @@ async function runWorkload(plan: PlannedHandoff[], cut: number | undefined, opti
       } finally {
         await recovered.close();
       }
+    }
+    if (result.violations.length > before && (result.notes ??= []).length < 3) {
+      result.notes.push(`${label}: the last steps before the cut were ${model.trace.slice(-6).join('; ')}`);
     }
     return steps;
   } finally {
