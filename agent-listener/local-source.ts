@@ -7,7 +7,7 @@ import { watch, type FSWatcher } from 'chokidar';
 import * as path from 'node:path';
 import { HandoffError } from '../protocol/index.js';
 import { HANDOFF_STATES, type SpoolApi } from '../spool/index.js';
-import { sleep, type WorkItem, type WorkSource } from './listener.js';
+import type { WorkItem, WorkSource } from './listener.js';
 
 export interface LocalSourceOptions {
   spool: SpoolApi;
@@ -41,11 +41,19 @@ export class LocalSource implements WorkSource {
 
   async next(signal: AbortSignal): Promise<WorkItem[]> {
     if (!this.hinted) {
+      // Woken by a watcher hint, the rescan deadline or a stop, whichever comes first; every
+      // path clears the timer and the abort listener, so waits do not pile up.
       await new Promise<void>((resolve) => {
-        this.wake = resolve;
-        void sleep(Math.max(0, this.lastRescan + this.rescanMs - Date.now()), signal).then(resolve);
+        const done = () => {
+          clearTimeout(timer);
+          signal.removeEventListener('abort', done);
+          this.wake = undefined;
+          resolve();
+        };
+        const timer = setTimeout(done, Math.max(0, this.lastRescan + this.rescanMs - Date.now()));
+        signal.addEventListener('abort', done, { once: true });
+        this.wake = done;
       });
-      this.wake = undefined;
     }
     if (signal.aborted) return [];
     this.hinted = false;
