@@ -271,3 +271,8 @@ export function required<K extends SettingName>(resolved: ResolvedConfig, name: 
   }
   return value as NonNullable<Config[K]>;
 }
+
+/** The key directory as every command resolves it (`--keys`, HANDOFF_KEYS_DIR, `keys_dir`, `~/.secrets`). */
+export function keysDirFrom(flags: { keys?: string; config?: string }): string {
+  return resolveConfig({ flags, env: process.env, cwd: process.cwd(), configFile: flags.config }).config.keysDir;
+}

@@ -18,11 +18,6 @@ export function emit<T>(opts: OutputOptions, data: T, human: (data: T) => string
   }
 }
 
-/** Writes one line of a stream (poll, listen): a JSON line with `--json`, else text. */
-export function emitLine<T>(opts: OutputOptions, data: T, human: (data: T) => string): void {
-  emit(opts, data, human);
-}
-
 /** Prints an error to stderr in the chosen format and returns the exit code for it. */
 export function reportError(err: unknown, opts: OutputOptions): number {
   if (err instanceof AlreadyReported) return err.error.exitCode;
@@ -31,11 +26,6 @@ export function reportError(err: unknown, opts: OutputOptions): number {
   else process.stderr.write(`error [${e.code}]: ${e.message}\n`);
   if (e.code === 'INTERNAL' && process.env.HANDOFF_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
   return e.exitCode;
-}
-
-/** A failed check that should end the command with `code`'s exit status after printing `message`. */
-export function fail(code: ConstructorParameters<typeof HandoffError>[0], message: string): never {
-  throw new HandoffError(code, message);
 }
 
 /**

@@ -71,3 +71,19 @@ test('handoff keys gen writes a 0600 file once and keys list checks it without p
   assert.deepEqual(rows.map((r) => [r.peer, r.ok, r.secrets]), [['alice', true, 1], ['carol', true, 1]]);
   assert.ok(!list.stdout.includes(secret), 'secrets are never printed');
 });
+
+test('keys and verify take the key directory from HANDOFF_KEYS_DIR like every other command', async (t) => {
+  const dir = await tmpDir(t);
+  const keys = path.join(dir, 'from-env');
+  const gen = await runCli(['keys', 'gen', '--peer', 'bob', '--json'], { cwd: dir, env: { HOME: dir, HANDOFF_KEYS_DIR: keys } });
+  assert.equal(gen.code, 0, gen.stderr);
+  assert.equal((JSON.parse(gen.stdout) as { file: string }).file, keyFilePath(keys, 'bob'));
+  const list = await runCli(['keys', 'list', '--json'], { cwd: dir, env: { HOME: dir, HANDOFF_KEYS_DIR: keys } });
+  assert.deepEqual((JSON.parse(list.stdout) as { keys: Array<{ peer: string }> }).keys.map((k) => k.peer), ['bob']);
+  const [v] = loadVectors();
+  assert.ok(v);
+  const file = path.join(dir, 'p.json');
+  await writeFile(file, v.file_text);
+  const verdict = await runCli(['verify', file, '--agent', 'alice', '--at', v.validate_at], { cwd: dir, env: { HOME: dir, HANDOFF_KEYS_DIR: keys } });
+  assert.match(verdict.stdout, /^SIGNATURE/, 'the key found through the environment was used (a different secret than the vector\'s)');
+});
