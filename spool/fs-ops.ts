@@ -179,3 +179,31 @@ export function createRealFsOps(): FsOps {
     stat: async (path) => toStat(await statP(path)),
   };
 }
+
+/**
+ * `fsOps` calling `forget(path)` before every call that changes which file a path names (rename,
+ * link, unlink, truncate), so that a cache of file contents kept by the caller can never outlive
+ * the file it describes.
+ */
+export function forgetting(fsOps: FsOps, forget: (path: string) => void): FsOps {
+  return {
+    ...fsOps,
+    rename: (from, to) => {
+      forget(from);
+      forget(to);
+      return fsOps.rename(from, to);
+    },
+    link: (existing, newPath) => {
+      forget(newPath);
+      return fsOps.link(existing, newPath);
+    },
+    unlink: (path) => {
+      forget(path);
+      return fsOps.unlink(path);
+    },
+    truncate: (path, length) => {
+      forget(path);
+      return fsOps.truncate(path, length);
+    },
+  };
+}

@@ -112,7 +112,7 @@ import {
 import { AuditLog, type AuditEvent, type AuditEventName } from './audit.js';
 import { DirSyncer, errnoCode, ioError, newTmpOwner, parseTmpName, TmpWriter, type TmpOwner } from './durable.js';
 import { decodeIncoming, decodeStoredFile, encodeEnvelope, envelopePrefix, type StoredFile } from './envelope.js';
-import { createRealFsOps, type FsOps, type FsStat } from './fs-ops.js';
+import { createRealFsOps, forgetting, type FsOps, type FsStat } from './fs-ops.js';
 import { removeLeftoverLock, tryLock } from './lock.js';
 import { KeyedMutex } from './mutex.js';
 import {
@@ -313,6 +313,14 @@ export class Spool implements SpoolApi {
   readonly #paths: { tmp: string; handoff: string; claimed: string; archive: string; rejected: string; events: string; invalid: string; conflict: string };
 
   #pending = new Map<string, PendingItem>();
+  /**
+   * Claimed files this instance wrote, by path, in an exclusive spool only (no other process
+   * changes them): complete, renew and reads of a live claim skip the read and the decode. An
+   * entry is set right after the rename that put the file in place, under the id's lock, and
+   * dropped by the file-system wrapper before any rename, link or unlink that touches its path,
+   * so it can never be older than the file; a miss reads the disk.
+   */
+  readonly #claimedFiles = new Map<string, StoredFile>();
   #pendingFiles = new Map<string, FileCacheItem>();
   #handoffMtime: number | undefined;
   /** True when the last scan began after `#handoffMtime` had settled: a later change shows up as a new mtime. */
@@ -332,7 +340,7 @@ export class Spool implements SpoolApi {
   constructor(options: SpoolOptions) {
     this.#o = resolveOptions(options);
     this.root = this.#o.root;
-    this.#fs = this.#o.fs;
+    this.#fs = this.#o.exclusive ? forgetting(this.#o.fs, (file) => this.#claimedFiles.delete(file)) : this.#o.fs;
     const r = this.root;
     this.#paths = {
       tmp: path.join(r, 'tmp'),
@@ -629,10 +637,22 @@ export class Spool implements SpoolApi {
     }
   }
 
-  /** Durably replaces `dest` with `text` (tmp, fsync, rename); the caller fsyncs the directory. */
-  async #replace(dest: string, text: string): Promise<void> {
+  /**
+   * Durably replaces `dest` with `text` (tmp, fsync, rename); the caller fsyncs the directory.
+   * `stored` is what `text` decodes to, for a claimed file worth remembering (see #claimedFiles).
+   */
+  async #replace(dest: string, text: string, stored?: StoredFile): Promise<void> {
     const tmp = await this.#tmp.write(Buffer.from(text, 'utf8'));
     await this.#fs.rename(tmp, dest);
+    if (stored !== undefined && this.#o.exclusive && path.dirname(dest) === this.#paths.claimed) this.#claimedFiles.set(dest, stored);
+  }
+
+  /** The claimed file at `file`, from memory when this instance wrote it, else from the disk. */
+  async #readClaimed(file: string): Promise<StoredFile | undefined> {
+    const known = this.#claimedFiles.get(file);
+    if (known !== undefined) return known;
+    const bytes = await this.#readIfExists(file);
+    return bytes ? this.#decodeOrThrow(file, bytes) : undefined;
   }
 
   #decodeOrThrow(file: string, bytes: Uint8Array): StoredFile {
@@ -688,6 +708,11 @@ export class Spool implements SpoolApi {
         continue;
       }
       const full = this.#pathOf(state, id);
+      if (state === 'claimed') {
+        const file = await this.#readClaimed(full);
+        if (file) return { state, path: full, file };
+        continue;
+      }
       const bytes = await this.#readIfExists(full);
       if (bytes) return { state, path: full, file: this.#decodeOrThrow(full, bytes) };
     }
@@ -1152,7 +1177,7 @@ export class Spool implements SpoolApi {
       lease_until: leaseUntil,
       claim_token_sha256: sha256Hex(token),
     };
-    await this.#replace(dest, encodeEnvelope(relay, stored.payloadText));
+    await this.#replace(dest, encodeEnvelope(relay, stored.payloadText), { kind: 'envelope', payloadText: stored.payloadText, payload, relay });
     await Promise.all([this.#dirs.sync(this.#paths.claimed), this.#dirs.sync(this.#paths.handoff)]);
     await this.#committed(
       { id, from: 'pending', to: 'claimed', fromAgent: payload.from_agent, toAgent: payload.to_agent },
@@ -1212,10 +1237,8 @@ export class Spool implements SpoolApi {
 
   /** Reads the claim and checks token and lease. */
   async #heldClaim(id: string, token: string): Promise<{ stored: StoredFile; relay: RelayFacts } | undefined> {
-    const src = this.#pathOf('claimed', id);
-    const bytes = await this.#readIfExists(src);
-    if (!bytes) return undefined;
-    const stored = this.#decodeOrThrow(src, bytes);
+    const stored = await this.#readClaimed(this.#pathOf('claimed', id));
+    if (!stored) return undefined;
     const relay = stored.relay;
     if (!relay || relay.state !== 'claimed' || !tokenMatches(relay, token)) {
       throw new HandoffError('FENCED', 'the claim token does not match the current claim');
@@ -1230,7 +1253,7 @@ export class Spool implements SpoolApi {
     if (!held) return this.#notClaimed(id, token);
     const dest = this.#pathOf('claimed', id);
     const relay: RelayFacts = { ...held.relay, lease_until: isoMillis(this.#o.clock() + leaseMs) };
-    await this.#replace(dest, encodeEnvelope(relay, held.stored.payloadText));
+    await this.#replace(dest, encodeEnvelope(relay, held.stored.payloadText), { ...held.stored, kind: 'envelope', relay });
     await this.#dirs.sync(this.#paths.claimed);
     // A sweep in another process may have moved the claim on just before our rename put it back.
     const later = await this.#laterState(id);
@@ -1391,14 +1414,16 @@ export class Spool implements SpoolApi {
   /** claimed → rejected (`lease_expired`) when the lease is over at `now`; true if moved. */
   async #expireLeaseIfDue(id: string, now: number): Promise<boolean> {
     const src = this.#pathOf('claimed', id);
-    const bytes = await this.#readIfExists(src);
-    if (!bytes) return false;
-    let stored: StoredFile;
-    try {
-      stored = decodeStoredFile(bytes);
-    } catch {
-      // Not ours to judge here; recovery moves unreadable files aside.
-      return false;
+    let stored = this.#claimedFiles.get(src);
+    if (stored === undefined) {
+      const bytes = await this.#readIfExists(src);
+      if (!bytes) return false;
+      try {
+        stored = decodeStoredFile(bytes);
+      } catch {
+        // Not ours to judge here; recovery moves unreadable files aside.
+        return false;
+      }
     }
     const relay = await this.#effectiveRelay('claimed', src, stored);
     const leaseUntil = relay.lease_until ? parseIsoTime(relay.lease_until) : undefined;
@@ -1441,6 +1466,7 @@ export class Spool implements SpoolApi {
         await removeLeftoverLock(path.join(this.#paths.events, SWEEP_LOCK));
       }
       this.#recovered = true;
+      this.#claimedFiles.clear();
       report.tmpRemoved = await this.#cleanTmp();
       const counts = await this.#exclusiveScan(async () => {
         const dirStat = await this.#fs.stat(this.#paths.handoff);

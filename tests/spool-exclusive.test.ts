@@ -98,3 +98,49 @@ test('a repeated put of a pending handoff in an exclusive spool writes nothing; 
   const other = makePayload({ id: 'ex-repeat', nowMs: T0, extra: { reason: 'other_reason' } });
   await assert.rejects(spool.put(other.text), { code: 'CONFLICT' });
 });
+
+test('renew and complete of a claim this exclusive spool wrote read no file, and see the renewed lease', async (t) => {
+  const fs = new TestFs();
+  const dir = await root(t);
+  const spool = await openSpool({ root: dir, exclusive: true, fs: fs.ops, clock: () => T0 });
+  t.after(() => spool.close());
+  await spool.put(makePayload({ id: 'ex-held', nowMs: T0 }).text);
+  const claim = await spool.claim('ex-held', 'alice');
+  fs.reset();
+  const renewed = await spool.renew('ex-held', claim.token, 3_600_000);
+  assert.equal((await spool.get('ex-held'))?.relay.lease_until, renewed.relay.lease_until);
+  assert.notEqual(renewed.relay.lease_until, claim.leaseUntil);
+  const done = await spool.complete('ex-held', claim.token, { outcome: 'connected' });
+  assert.equal(done.state, 'archived');
+  assert.equal(done.relay.lease_until, renewed.relay.lease_until, 'complete used the renewed claim');
+  assert.deepEqual(fs.calls.filter((c) => c.op === 'readFile').map((c) => c.args[0]), []);
+  // What it answered from memory is what the disk says.
+  const shared = await openSpool({ root: dir });
+  t.after(() => shared.close());
+  assert.deepEqual(view(await spool.get('ex-held')), view(await shared.get('ex-held')));
+});
+
+test('after a claim or renew that failed midway, an exclusive spool answers from the disk, as a shared one does', async (t) => {
+  const fs = new TestFs();
+  const dir = await root(t);
+  const spool = await openSpool({ root: dir, exclusive: true, fs: fs.ops, clock: () => T0 });
+  t.after(() => spool.close());
+  const shared = await openSpool({ root: dir, clock: () => T0 });
+  t.after(() => shared.close());
+  const claimedDir = path.join(dir, 'claimed');
+
+  // The claim's rename happened; writing its envelope failed: claimed/ holds the bare payload.
+  await spool.put(makePayload({ id: 'ex-cut', nowMs: T0 }).text);
+  fs.failWhen = (call) => call.op === 'rename' && path.dirname(call.args[1] as string) === claimedDir && path.basename(call.args[0] as string) !== 'ex-cut.json';
+  await assert.rejects(spool.claim('ex-cut', 'alice'), { code: 'IO' });
+  assert.deepEqual(view(await spool.get('ex-cut')), view(await shared.get('ex-cut')));
+
+  // A renew whose rewrite failed leaves the earlier envelope in place, and that is what is read.
+  await spool.put(makePayload({ id: 'ex-renew', nowMs: T0 }).text);
+  const claim = await spool.claim('ex-renew', 'alice');
+  fs.failWhen = (call) => call.op === 'rename' && call.args[1] === path.join(claimedDir, 'ex-renew.json');
+  await assert.rejects(spool.renew('ex-renew', claim.token, 3_600_000), { code: 'IO' });
+  const after = await spool.get('ex-renew');
+  assert.equal(after?.relay.lease_until, claim.leaseUntil);
+  assert.deepEqual(view(after), view(await shared.get('ex-renew')));
+});
