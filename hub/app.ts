@@ -275,21 +275,20 @@ export function createHubApp(options: HubAppOptions): HubApp {
     if (payload.from_agent !== agent) throw new HandoffError('FORBIDDEN', 'from_agent must be the agent of the bearer token');
     if (!auth.isAgent(payload.to_agent)) throw new HandoffError('ADDRESSING', 'to_agent is not an agent registered at this hub');
 
-    const existing = await spool.get(id);
-    let reserved = false;
-    if (existing === undefined) {
-      if (isExpired(payload, clock())) throw new HandoffError('EXPIRED', 'the handoff is past its expires_at');
-      const target = payload.to_agent;
-      const pending = (await spool.listPending(target)).length + (reservations.get(target) ?? 0);
-      if (pending >= limits.maxPendingPerTarget) throw new HandoffError('QUEUE_FULL', `${target} already has ${pending} pending handoffs`);
-      reservations.set(target, (reservations.get(target) ?? 0) + 1);
-      reserved = true;
+    // A repeat of a stored id is answered by the put below (same bytes: its current state), so
+    // the spool is asked whether the id exists only when the answer would be a refusal.
+    const target = payload.to_agent;
+    if (isExpired(payload, clock()) && (await spool.get(id)) === undefined) throw new HandoffError('EXPIRED', 'the handoff is past its expires_at');
+    const pending = (await spool.listPending(target)).length + (reservations.get(target) ?? 0);
+    if (pending >= limits.maxPendingPerTarget && (await spool.get(id)) === undefined) {
+      throw new HandoffError('QUEUE_FULL', `${target} already has ${pending} pending handoffs`);
     }
+    reservations.set(target, (reservations.get(target) ?? 0) + 1);
     let result;
     try {
       result = await spool.put(bytes);
     } finally {
-      if (reserved) release(reservations, payload.to_agent);
+      release(reservations, target);
     }
     const { record, created } = result;
     if (created) janitor?.noteDeadline(expiresAtMs(payload));
