@@ -12,7 +12,7 @@
  *   --cli-e2e N        end-to-end samples through a spawned CLI (default 30; quick 5)
  *   --local N          local-mode samples (default 1000; quick 200)
  *   --cli-runs N       CLI cold starts per command (default 30; quick 10)
- *   --only LIST        comma-separated sections: disk,wakeup,lifecycle,e2e,scale,local,cli,bullmq
+ *   --only LIST        comma-separated sections: disk,http,wakeup,lifecycle,e2e,scale,local,cli,bullmq
  *   --no-build         use dist/ as it is (default: npm run build first)
  *   --no-bullmq        skip the BullMQ comparison
  *   --out FILE         results file (default bench/results/latest.json)
@@ -31,12 +31,13 @@ import { measureBullLifecycle, measureBullWakeup, type BullLifecycleResult, type
 import { measureCliStart, type CliStartResult } from './scenarios/cli-start.js';
 import { measureDisk, type DiskResult } from './scenarios/disk.js';
 import { measureE2e, type E2eResult } from './scenarios/e2e.js';
+import { measureHttpFloor, type HttpFloorResult } from './scenarios/http-floor.js';
 import { measureLifecycle, pairAgents, type LifecycleResult } from './scenarios/lifecycle.js';
 import { measureLocal, type LocalResult } from './scenarios/local.js';
 import { measureScale, type ScalePoint } from './scenarios/scale.js';
 import { measureWakeup, type WakeupResult } from './scenarios/wakeup.js';
 
-const SECTIONS = ['disk', 'wakeup', 'lifecycle', 'e2e', 'scale', 'local', 'cli', 'bullmq'] as const;
+const SECTIONS = ['disk', 'http', 'wakeup', 'lifecycle', 'e2e', 'scale', 'local', 'cli', 'bullmq'] as const;
 type Section = (typeof SECTIONS)[number];
 
 interface Options {
@@ -190,6 +191,7 @@ interface Results {
   machine: Machine;
   options: Omit<Options, 'only'> & { only: Section[] };
   disk?: DiskResult;
+  http?: HttpFloorResult;
   wakeup?: WakeupResult[];
   lifecycle?: LifecycleResult[];
   e2e?: E2eResult;
@@ -257,6 +259,11 @@ async function main(): Promise<void> {
     if (has('disk')) {
       log('disk floor…');
       results.disk = await measureDisk(options.quick ? 1 : 3);
+    }
+
+    if (has('http')) {
+      log('HTTP floor (a server that does nothing), 8 pairs…');
+      results.http = await measureHttpFloor(8, options.seconds);
     }
 
     if (has('wakeup')) {
@@ -407,6 +414,10 @@ function buildTable(r: Results): void {
     row('write+fsync+rename, 8 in flight', r.disk.parallel8PerSec);
     row('write+fsync+rename+fsync(dir), serial', r.disk.serialWithDirSyncPerSec);
   }
+  if (r.http) {
+    heading('(7a) HTTP floor: the four requests of a lifecycle, 8 pairs, against a hono server that does nothing', ['lifecycles/s', 'server CPU %', 'clients CPU %']);
+    row('start → poll → accept → complete, no storage, no checks', r.http.perSec, r.http.serverCpuPct, r.http.clientCpuPct);
+  }
   if (r.wakeup) {
     heading('(1) wake-up of a parked long-poll, hub idle', LATENCY_COLUMNS);
     for (const w of r.wakeup) {
@@ -475,6 +486,12 @@ function buildTable(r: Results): void {
     row('relay durable writes/s (3 × handoffs/s)', 3 * eight.perSec);
     row('floor write+fsync+rename/s', r.disk.parallel8PerSec);
     row('share of the floor reached', `${round((300 * eight.perSec) / r.disk.parallel8PerSec)}%`);
+  }
+  if (r.http && eight) {
+    heading('(7b) distance from the HTTP floor (8 pairs, same requests, same machine)', ['value']);
+    row('relay handoffs/s', eight.perSec);
+    row('HTTP floor lifecycles/s', r.http.perSec);
+    row('share of the HTTP floor reached', `${round((100 * eight.perSec) / r.http.perSec)}%`);
   }
   if (r.targets && r.targets.length > 0) {
     heading('targets (issue 7)', ['target', 'measured', '']);

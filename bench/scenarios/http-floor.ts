@@ -1,0 +1,81 @@
+/**
+ * The HTTP floor: the lifecycle's four requests (start with a 1.3 KB payload, poll answered with
+ * one, accept, complete), P pairs back to back, against a server on the hub's stack that does no
+ * work at all (bench/lib/floor-server.ts), with clients like the relay's (one keep-alive undici
+ * Agent per agent). No relay can go faster than this on the same machine, whatever its storage;
+ * the relay's lifecycle rate is reported as a share of it.
+ */
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { Agent, request } from 'undici';
+import { REPO_ROOT } from '../lib/hub-process.js';
+import { cpuWindow } from '../lib/proc.js';
+import { signedPayload } from '../lib/fixtures.js';
+
+export interface HttpFloorResult {
+  pairs: number;
+  perSec: number;
+  serverCpuPct: number;
+  clientCpuPct: number;
+}
+
+export async function measureHttpFloor(pairs: number, seconds: number): Promise<HttpFloorResult> {
+  const server = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'bench', 'lib', 'floor-server.ts')], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => server.once('close', () => resolve()));
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      server.stdout?.on('data', (d: Buffer) => {
+        out += d.toString('utf8');
+        const m = /listening on (\S+)\n/.exec(out);
+        if (m) resolve(m[1] as string);
+      });
+      server.once('close', (code) => reject(new Error(`bench: floor server exited with ${code}`)));
+    });
+    const body = signedPayload('i0', 't0').text;
+    const complete = JSON.stringify({ claim_token: 't'.repeat(43), outcome: 'connected' });
+    const clients = Array.from({ length: pairs }, () => ({ initiator: new Agent(), target: new Agent() }));
+    const send = async (agent: Agent, method: 'GET' | 'POST', route: string, text?: string): Promise<void> => {
+      const res = await request(`${url}${route}`, {
+        method,
+        dispatcher: agent,
+        body: text,
+        headers: { authorization: 'Bearer floor', ...(text === undefined ? {} : { 'content-type': 'application/json' }) },
+      });
+      await res.body.text();
+      if (res.statusCode >= 300) throw new Error(`bench: floor server answered ${res.statusCode}`);
+    };
+    const one = async (c: (typeof clients)[number]): Promise<void> => {
+      await send(c.initiator, 'POST', '/api/v1/handoffs/start', body);
+      await send(c.target, 'GET', '/api/v1/handoffs/poll?agent=t0&wait=5');
+      await send(c.target, 'POST', '/api/v1/handoffs/floor/accept');
+      await send(c.target, 'POST', '/api/v1/handoffs/floor/complete', complete);
+    };
+    // Warm up connections and code before the clock starts, as the lifecycle scenario does.
+    for (let i = 0; i < 50; i++) await Promise.all(clients.map(one));
+    const cpu = cpuWindow(server.pid as number);
+    const client0 = process.cpuUsage();
+    let done = 0;
+    const t0 = performance.now();
+    const end = t0 + seconds * 1000;
+    await Promise.all(
+      clients.map(async (c) => {
+        while (performance.now() < end) {
+          await one(c);
+          done++;
+        }
+      }),
+    );
+    const wallSec = (performance.now() - t0) / 1000;
+    const { corePct } = cpu.stop();
+    const clientCpu = process.cpuUsage(client0);
+    await Promise.all(clients.flatMap((c) => [c.initiator.close(), c.target.close()]));
+    return { pairs, perSec: done / wallSec, serverCpuPct: corePct, clientCpuPct: (clientCpu.user + clientCpu.system) / 1e4 / wallSec };
+  } finally {
+    if (server.exitCode === null) server.kill('SIGTERM');
+    await exited;
+  }
+}
