@@ -94,6 +94,10 @@ test('accept of an unknown id → 404; second accept → 409 ALREADY_CLAIMED; ex
   const tooLate = makePayload({ nowMs: now - 60_000, ttlMs: 30_000 });
   const refused = await postJson(api(url, '/handoffs/start'), 'bob', tooLate.text);
   assert.deepEqual([refused.status, refused.body.error.code, refused.body.status], [410, 'EXPIRED', 'rejected']);
+
+  // A repeat of a stored id past its expiry gets the id's state (idempotent), not EXPIRED.
+  const repeat = await postJson(api(url, '/handoffs/start'), 'bob', late.text);
+  assert.deepEqual([repeat.status, repeat.body.status, repeat.body.reason], [200, 'rejected', 'expired']);
 });
 
 test('complete with a wrong claim token → 409 FENCED; complete before accept → 409 INVALID_STATE', async (t) => {
