@@ -68,7 +68,8 @@ export async function startBenchHub(options: BenchHubOptions): Promise<BenchHub>
   };
 }
 
-function firstLine(child: ChildProcess): Promise<string> {
+/** The first line a child prints on stdout (its "listening on" line); stdout keeps draining after. */
+export function firstLine(child: ChildProcess): Promise<string> {
   return new Promise((resolve, reject) => {
     let out = '';
     const onData = (d: Buffer): void => {

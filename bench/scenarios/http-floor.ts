@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { Agent, request } from 'undici';
-import { REPO_ROOT } from '../lib/hub-process.js';
+import { firstLine, REPO_ROOT } from '../lib/hub-process.js';
 import { cpuWindow } from '../lib/proc.js';
 import { signedPayload } from '../lib/fixtures.js';
 
@@ -26,15 +26,10 @@ export async function measureHttpFloor(pairs: number, seconds: number): Promise<
   });
   const exited = new Promise<void>((resolve) => server.once('close', () => resolve()));
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      server.stdout?.on('data', (d: Buffer) => {
-        out += d.toString('utf8');
-        const m = /listening on (\S+)\n/.exec(out);
-        if (m) resolve(m[1] as string);
-      });
-      server.once('close', (code) => reject(new Error(`bench: floor server exited with ${code}`)));
-    });
+    const line = await firstLine(server);
+    const m = /^listening on (http:\/\/\S+)$/.exec(line);
+    if (!m) throw new Error(`bench: unexpected floor server output ${JSON.stringify(line)}`);
+    const url = m[1] as string;
     const body = signedPayload('i0', 't0').text;
     const complete = JSON.stringify({ claim_token: 't'.repeat(43), outcome: 'connected' });
     const clients = Array.from({ length: pairs }, () => ({ initiator: new Agent(), target: new Agent() }));
