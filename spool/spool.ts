@@ -22,7 +22,8 @@
  * secret in every state.
  *
  * Durable write: write `tmp/<name>` (O_EXCL), fsync, close, rename or link into place, then fsync
- * the destination directory and, for a rename out of a directory, the source directory. Directory
+ * the destination directory and, for a rename out of a directory in a shared spool, the source
+ * directory (an exclusive spool leaves a stale source name to its recovery: `#syncMove`). Directory
  * fsyncs are group-committed (durable.ts). Any fsync/rename error rejects the operation (IO);
  * nothing is acknowledged otherwise. `tmp/` itself is never fsynced: an entry that reappears there
  * after a power loss is garbage that recovery deletes. Every file-system call goes through `FsOps`.
@@ -263,6 +264,8 @@ interface PendingItem {
   payload: ParsedPayload;
   expiresAtMs: number;
   initiatedAtMs: number;
+  /** When the file reached handoff/ (its mtime, or the time of this instance's put). */
+  receivedAtMs: number;
 }
 
 interface FileCacheItem {
@@ -638,6 +641,20 @@ export class Spool implements SpoolApi {
   }
 
   /**
+   * Makes a move from `srcDir` into `destDir` durable: the destination directory is fsynced, and
+   * the source too unless the spool is exclusive. A rename is journaled as one unit, so once the
+   * destination is durable the file can come back after a power cut only at both names, never at
+   * neither; recovery, which an exclusive spool's owner runs before anything else reads it, keeps
+   * the later state and removes the stale copy. A shared spool fsyncs the source as well, because
+   * another process (a gptme-voice reader among them) may read the spool before any recovery and
+   * take a stale pending copy for a live one.
+   */
+  async #syncMove(destDir: string, srcDir: string): Promise<void> {
+    if (this.#o.exclusive) return this.#dirs.sync(destDir);
+    await Promise.all([this.#dirs.sync(destDir), this.#dirs.sync(srcDir)]);
+  }
+
+  /**
    * Durably replaces `dest` with `text` (tmp, fsync, rename); the caller fsyncs the directory.
    * `stored` is what `text` decodes to, for a claimed file worth remembering (see #claimedFiles).
    */
@@ -805,7 +822,7 @@ export class Spool implements SpoolApi {
 
   // ---------------------------------------------------------------- pending index
 
-  #makeItem(fileName: string, payload: ParsedPayload, payloadText: string): PendingItem {
+  #makeItem(fileName: string, payload: ParsedPayload, payloadText: string, receivedAtMs: number): PendingItem {
     return {
       entry: {
         id: payload.handoff_id,
@@ -819,6 +836,7 @@ export class Spool implements SpoolApi {
       payload,
       expiresAtMs: parseIsoTime(payload.expires_at) ?? 0,
       initiatedAtMs: parseIsoTime(payload.initiated_at) ?? 0,
+      receivedAtMs,
     };
   }
 
@@ -899,7 +917,7 @@ export class Spool implements SpoolApi {
         const id = stored.payload.handoff_id;
         const cacheOf = (item: PendingItem | null): FileCacheItem => ({ ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, item });
         if (name !== `${id}.json`) {
-          const item = await this.#adopt(name, full, stored);
+          const item = await this.#adopt(name, full, stored, st.mtimeMs);
           if (item) {
             files.set(`${id}.json`, cacheOf(item));
             counts.adopted++;
@@ -925,10 +943,10 @@ export class Spool implements SpoolApi {
           await this.#dirs.sync(this.#paths.handoff);
           const fresh = await this.#statIfExists(full);
           if (!fresh) continue;
-          files.set(name, { ino: fresh.ino, mtimeMs: fresh.mtimeMs, size: fresh.size, item: this.#makeItem(name, stored.payload, stored.payloadText) });
+          files.set(name, { ino: fresh.ino, mtimeMs: fresh.mtimeMs, size: fresh.size, item: this.#makeItem(name, stored.payload, stored.payloadText, fresh.mtimeMs) });
           continue;
         }
-        files.set(name, cacheOf(this.#makeItem(name, stored.payload, stored.payloadText)));
+        files.set(name, cacheOf(this.#makeItem(name, stored.payload, stored.payloadText, st.mtimeMs)));
       }
       const next = new Map<string, PendingItem>();
       for (const f of files.values()) if (f.item) next.set(f.item.entry.id, f.item);
@@ -952,7 +970,7 @@ export class Spool implements SpoolApi {
   }
 
   /** Takes a foreign-named payload in under its own name; the item for it, or null if dropped. */
-  async #adopt(name: string, full: string, stored: StoredFile): Promise<PendingItem | null> {
+  async #adopt(name: string, full: string, stored: StoredFile, receivedAtMs: number): Promise<PendingItem | null> {
     const id = stored.payload.handoff_id;
     const own = this.#pathOf('pending', id);
     const later = await this.#locateLater(id);
@@ -972,7 +990,7 @@ export class Spool implements SpoolApi {
     }
     await this.#fs.unlink(full);
     await this.#dirs.sync(this.#paths.handoff);
-    const item = this.#makeItem(`${id}.json`, stored.payload, stored.payloadText);
+    const item = this.#makeItem(`${id}.json`, stored.payload, stored.payloadText, receivedAtMs);
     this.#indexAdd(item);
     await this.#committed(
       { id, from: null, to: 'pending', fromAgent: stored.payload.from_agent, toAgent: stored.payload.to_agent },
@@ -1082,7 +1100,7 @@ export class Spool implements SpoolApi {
         // Puts of one id are serialized in this process, and no other writes an exclusive spool:
         // that earlier put failed before its commit. This repeat is the one acknowledged, so it
         // commits (indexes, audits, wakes pollers) as the first would have.
-        this.#indexAdd(this.#makeItem(`${id}.json`, payload, payloadText));
+        this.#indexAdd(this.#makeItem(`${id}.json`, payload, payloadText, this.#o.clock()));
         await this.#committed(
           { id, from: null, to: 'pending', fromAgent: payload.from_agent, toAgent: payload.to_agent },
           this.#auditFor('put', payload, 'pending'),
@@ -1108,7 +1126,7 @@ export class Spool implements SpoolApi {
       await this.#dirs.sync(this.#paths.handoff);
       return this.#existingPut(movedOn, payloadText);
     }
-    const item = this.#makeItem(`${id}.json`, payload, payloadText);
+    const item = this.#makeItem(`${id}.json`, payload, payloadText, this.#o.clock());
     this.#indexAdd(item);
     await this.#committed(
       { id, from: null, to: 'pending', fromAgent: payload.from_agent, toAgent: payload.to_agent },
@@ -1144,9 +1162,11 @@ export class Spool implements SpoolApi {
     // The id's lock is held from the rename until the envelope is written, so that a repeat claim
     // in this process never mistakes the bare payload of this live claim for an abandoned one.
     return this.#idLock.run(id, async () => {
+      // The index knows when an exclusive spool received the file; else the file's mtime tells.
+      const receivedAtMs = this.#indexIsTruth() ? this.#pending.get(id)?.receivedAtMs : undefined;
       if ((await this.#renameOrGone(src, dest)) === GONE) return this.#claimLost(id);
       this.#indexRemove(id);
-      return this.#writeClaim(id, agent, stored, dest, proposed ?? randomBytes(32).toString('base64url'), now);
+      return this.#writeClaim(id, agent, stored, dest, proposed ?? randomBytes(32).toString('base64url'), now, receivedAtMs);
     });
   }
 
@@ -1162,23 +1182,23 @@ export class Spool implements SpoolApi {
   }
 
   /** Writes the claimed envelope after the rename that decided the claim, and commits it. */
-  async #writeClaim(id: string, agent: string, stored: StoredFile, dest: string, token: string, now: number): Promise<Claim> {
+  async #writeClaim(id: string, agent: string, stored: StoredFile, dest: string, token: string, now: number, receivedAtMs?: number): Promise<Claim> {
     const payload = stored.payload;
     const leaseUntil = isoMillis(now + this.#o.leaseMs);
-    const st = await this.#statIfExists(dest);
+    const received = receivedAtMs ?? (await this.#statIfExists(dest))?.mtimeMs;
     const relay: RelayFacts = {
       state: 'claimed',
       handoff_id: id,
       from_agent: payload.from_agent,
       to_agent: payload.to_agent,
-      ...(st ? { received_at: isoMillis(st.mtimeMs) } : {}),
+      ...(received !== undefined ? { received_at: isoMillis(received) } : {}),
       claimed_by: agent,
       claimed_at: isoMillis(now),
       lease_until: leaseUntil,
       claim_token_sha256: sha256Hex(token),
     };
     await this.#replace(dest, encodeEnvelope(relay, stored.payloadText), { kind: 'envelope', payloadText: stored.payloadText, payload, relay });
-    await Promise.all([this.#dirs.sync(this.#paths.claimed), this.#dirs.sync(this.#paths.handoff)]);
+    await this.#syncMove(this.#paths.claimed, this.#paths.handoff);
     await this.#committed(
       { id, from: 'pending', to: 'claimed', fromAgent: payload.from_agent, toAgent: payload.to_agent },
       this.#auditFor('claim', payload, 'claimed', { by: agent }),
@@ -1326,7 +1346,7 @@ export class Spool implements SpoolApi {
     if ((await this.#renameOrGone(src, dest)) === GONE) return this.#notClaimed(id, token, want);
     const relay: RelayFacts = { ...held.relay, ...facts, state: 'archived' };
     await this.#replace(dest, encodeEnvelope(relay, held.stored.payloadText));
-    await Promise.all([this.#dirs.sync(path.dirname(dest)), this.#dirs.sync(this.#paths.claimed)]);
+    await this.#syncMove(path.dirname(dest), this.#paths.claimed);
     const payload = held.stored.payload;
     await this.#committed(
       { id, from: 'claimed', to: 'archived', fromAgent: payload.from_agent, toAgent: payload.to_agent, reason: input.outcome },
@@ -1358,7 +1378,7 @@ export class Spool implements SpoolApi {
         if ((await this.#renameOrGone(found.path, dest)) === GONE) return this.#notClaimed(id, input.token, want);
         const relay: RelayFacts = { ...held.relay, ...facts, state: 'rejected' };
         await this.#replace(dest, encodeEnvelope(relay, held.stored.payloadText));
-        await Promise.all([this.#dirs.sync(path.dirname(dest)), this.#dirs.sync(this.#paths.claimed)]);
+        await this.#syncMove(path.dirname(dest), this.#paths.claimed);
         const payload = held.stored.payload;
         await this.#committed(
           { id, from: 'claimed', to: 'rejected', fromAgent: payload.from_agent, toAgent: payload.to_agent, reason: input.reason },
@@ -1403,7 +1423,7 @@ export class Spool implements SpoolApi {
       rejected_by: how.by,
     };
     await this.#replace(dest, encodeEnvelope(relay, stored.payloadText));
-    await Promise.all([this.#dirs.sync(path.dirname(dest)), this.#dirs.sync(this.#paths.handoff)]);
+    await this.#syncMove(path.dirname(dest), this.#paths.handoff);
     await this.#committed(
       { id, from: 'pending', to: 'rejected', fromAgent: payload.from_agent, toAgent: payload.to_agent, reason: how.reason },
       this.#auditFor(how.event, payload, 'rejected', { reason: how.reason, by: how.by }),
@@ -1433,7 +1453,7 @@ export class Spool implements SpoolApi {
     if ((await this.#renameOrGone(src, dest)) === GONE) return false;
     const final: RelayFacts = { ...relay, state: 'rejected', rejected_at: isoMillis(now), reason: 'lease_expired', rejected_by: RELAY_ACTOR };
     await this.#replace(dest, encodeEnvelope(final, stored.payloadText));
-    await Promise.all([this.#dirs.sync(path.dirname(dest)), this.#dirs.sync(this.#paths.claimed)]);
+    await this.#syncMove(path.dirname(dest), this.#paths.claimed);
     const payload = stored.payload;
     await this.#committed(
       { id, from: 'claimed', to: 'rejected', fromAgent: payload.from_agent, toAgent: payload.to_agent, reason: 'lease_expired' },

@@ -5,9 +5,11 @@
  * recovers a put that failed after linking its file.
  */
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { openSpool, verifyAudit, type HandoffRecord, type Spool } from '../spool/index.js';
+import { isoMillis } from '../protocol/index.js';
+import { bucketOf, openSpool, verifyAudit, type HandoffRecord, type Spool } from '../spool/index.js';
 import { makePayload, TestFs } from './helpers/spool-fixtures.js';
 import { tmpDir } from './helpers/tmp.js';
 
@@ -143,4 +145,43 @@ test('after a claim or renew that failed midway, an exclusive spool answers from
   const after = await spool.get('ex-renew');
   assert.equal(after?.relay.lease_until, claim.leaseUntil);
   assert.deepEqual(view(after), view(await shared.get('ex-renew')));
+});
+
+test('a claim and a completion in an exclusive spool fsync the directory the file moves into, not the one it leaves', async (t) => {
+  const fs = new TestFs();
+  const dir = await root(t);
+  const spool = await openSpool({ root: dir, exclusive: true, fs: fs.ops });
+  t.after(() => spool.close());
+  const synced = () => fs.calls.filter((c) => c.op === 'fsyncDir').map((c) => path.relative(dir, String(c.args[0])));
+  await spool.put(makePayload({ id: 'ex-dirs', nowMs: T0 }).text);
+  fs.reset();
+  const claim = await spool.claim('ex-dirs', 'alice');
+  assert.deepEqual(synced(), ['claimed']);
+  fs.reset();
+  await spool.complete('ex-dirs', claim.token, { outcome: 'connected' });
+  // The bucket is new here: its entry in archive/ is made durable as well.
+  assert.deepEqual(synced(), ['archive', path.join('archive', bucketOf('ex-dirs'))]);
+  // A shared spool, whose readers may see it before any recovery, fsyncs both (spool.test.ts).
+});
+
+test('an exclusive spool records when it received a handoff: its own put time, or the file time of one found at open', async (t) => {
+  const dir = await root(t);
+  let now = T0;
+  const fs = new TestFs();
+  const spool = await openSpool({ root: dir, exclusive: true, fs: fs.ops, clock: () => now });
+  await spool.put(makePayload({ id: 'ex-recv-put', nowMs: T0 }).text);
+  await spool.put(makePayload({ id: 'ex-recv-open', nowMs: T0 }).text);
+  now = T0 + 5_000;
+  fs.reset();
+  const claim = await spool.claim('ex-recv-put', 'alice');
+  assert.equal(claim.record.relay.received_at, isoMillis(T0));
+  assert.deepEqual(fs.calls.filter((c) => c.op === 'stat').map((c) => path.relative(dir, String(c.args[0]))), ['claimed/ex-recv-put.json'], 'only the check that nothing is in the way');
+  await spool.close();
+
+  const file = path.join(dir, 'handoff', 'ex-recv-open.json');
+  const fileTime = isoMillis(statSync(file).mtimeMs);
+  const reopened = await openSpool({ root: dir, exclusive: true, clock: () => now });
+  t.after(() => reopened.close());
+  const found = await reopened.claim('ex-recv-open', 'alice');
+  assert.equal(found.record.relay.received_at, fileTime);
 });

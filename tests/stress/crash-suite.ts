@@ -45,10 +45,13 @@ function newToken(): string {
   return randomBytes(32).toString('base64url');
 }
 
-/** Opens a crashed spool with recovery in `mode`, judging file times a moment after the real now. */
-function openRecovered(root: string, mode: RecoveryMode): Promise<Spool> {
+/**
+ * Opens a crashed spool with recovery in `mode`, judging file times a moment after the real now;
+ * `exclusive` as the hub opens its own spool.
+ */
+function openRecovered(root: string, mode: RecoveryMode, exclusive = false): Promise<Spool> {
   const now = Date.now() + 1000;
-  return openSpool({ root, clock: () => now, leaseMs: LEASE_MS, fs: noSyncFsOps(), recoveryGraceMs: 0, foreignGraceMs: 0, fullRecovery: mode === 'full' });
+  return openSpool({ root, clock: () => now, leaseMs: LEASE_MS, fs: noSyncFsOps(), recoveryGraceMs: 0, foreignGraceMs: 0, fullRecovery: mode === 'full', exclusive });
 }
 
 /** Opens a copy of `root` (so that each recovery mode starts from the same crashed bytes). */
@@ -377,11 +380,17 @@ export interface PowerLossOptions {
   strictRenames?: boolean;
   /** Cut points to try (instead of every stride-th one), for the negative control. */
   cuts?: readonly number[];
+  /**
+   * Run the workload and recovery on an exclusive spool (the hub's), which does not fsync the
+   * directory a file moves out of: a power cut can leave it at both names.
+   */
+  exclusive?: boolean;
 }
 
 /** Runs the workloads with a power cut at every (stride-th) step and checks what survived. */
 export async function powerLoss(options: PowerLossOptions): Promise<SuiteResult> {
-  const result = newResult(options.disableDirSync ? 'power loss (dir fsync disabled)' : options.strictRenames ? 'power loss (strict renames)' : 'power loss');
+  const variant = options.disableDirSync ? ' (dir fsync disabled)' : options.strictRenames ? ' (strict renames)' : '';
+  const result = newResult(`power loss${options.exclusive ? ', exclusive spool' : ''}${variant}`);
   const random = prng(options.seed ?? 1);
   const t0 = Math.floor(Date.now() / 1000) * 1000;
   for (let w = 0; w < (options.workloads ?? 1); w++) {
@@ -404,7 +413,7 @@ async function runWorkload(plan: PlannedHandoff[], cut: number | undefined, opti
     const model = new PowerLossFs(base, { strictRenames: options.strictRenames }, noSyncFsOps());
     const clock = { now: t0 };
     const root = path.join(base, 'spool');
-    const spool = await openSpool({ root, clock: () => clock.now, leaseMs: LEASE_MS, fs: model.ops, recoveryGraceMs: 0, foreignGraceMs: 0 });
+    const spool = await openSpool({ root, clock: () => clock.now, leaseMs: LEASE_MS, fs: model.ops, recoveryGraceMs: 0, foreignGraceMs: 0, exclusive: options.exclusive });
     // The layout is durable before the workload starts; the control breaks only the workload's syncs.
     if (options.disableDirSync) model.dirSync = false;
     const start = model.steps;
@@ -446,7 +455,7 @@ async function runWorkload(plan: PlannedHandoff[], cut: number | undefined, opti
     for (const mode of RECOVERY_MODES) {
       const image = path.join(base, `image-${mode}`);
       model.materialize(image);
-      const recovered = await openRecovered(path.join(image, 'spool'), mode);
+      const recovered = await openRecovered(path.join(image, 'spool'), mode, options.exclusive);
       try {
         await checkAcks(recovered, path.join(image, 'spool'), plan, acks, result, `${label} ${mode}`);
         await recoveryIsIdempotent(recovered, mode, result, `${label} ${mode}`);

@@ -26,6 +26,7 @@ interface Suite {
 const SUITES: Suite[] = [
   { key: 'crash-steps', expect: 'clean', run: (dir) => crashAtEveryStep({ scratch: dir, rounds: 3 }) },
   { key: 'power-loss', expect: 'clean', run: (dir) => powerLoss({ scratch: dir, workloads: 6, stride: 1, seed: 2026 }) },
+  { key: 'power-loss-exclusive', expect: 'clean', run: (dir) => powerLoss({ scratch: dir, workloads: 6, stride: 1, seed: 2027, exclusive: true }) },
   { key: 'power-loss-control', expect: { control: 'lost-ack' }, run: (dir) => powerLoss({ scratch: dir, workloads: 2, stride: 10, disableDirSync: true }) },
   { key: 'power-loss-strict', expect: 'informational', run: (dir) => powerLoss({ scratch: dir, workloads: 2, stride: 2, seed: 11, strictRenames: true }) },
   {
