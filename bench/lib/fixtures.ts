@@ -122,7 +122,8 @@ function payloadFactory(nowMs: number): (hash: string) => string {
 export async function prefillArchive(spoolDir: string, count: number): Promise<void> {
   const archive = path.join(spoolDir, 'archive');
   await mkdir(archive, { recursive: true, mode: 0o700 });
-  const buckets = new Set<string>();
+  // One mkdir per bucket, awaited by every writer into it (not only the first to see the bucket).
+  const buckets = new Map<string, Promise<unknown>>();
   const nowMs = Date.now();
   const makePayload = payloadFactory(nowMs - 3_600_000);
   let next = 0;
@@ -134,10 +135,12 @@ export async function prefillArchive(spoolDir: string, count: number): Promise<v
       const id = `${Math.floor((nowMs - 3_600_000) / 1000)}-bob-alice-${hash}`;
       const bucket = bucketOf(id);
       const dir = path.join(archive, bucket);
-      if (!buckets.has(bucket)) {
-        buckets.add(bucket);
-        await mkdir(dir, { recursive: true, mode: 0o700 });
+      let made = buckets.get(bucket);
+      if (made === undefined) {
+        made = mkdir(dir, { recursive: true, mode: 0o700 });
+        buckets.set(bucket, made);
       }
+      await made;
       const at = isoMillis(nowMs - 3_500_000);
       const relay = {
         state: 'archived' as const,
