@@ -18,6 +18,19 @@ export function errnoCode(err: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
+/**
+ * What `op` resolves to, or `absent` when it fails because the path does not exist (ENOENT): in a
+ * spool that other processes change, a file may go at any moment, and that is an answer.
+ */
+export async function unlessMissing<T, A>(op: Promise<T>, absent: A): Promise<T | A> {
+  try {
+    return await op;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return absent;
+    throw err;
+  }
+}
+
 /** Wraps an unexpected file-system error; a HandoffError passes through unchanged. */
 export function ioError(what: string, err: unknown): HandoffError {
   if (err instanceof HandoffError) return err;

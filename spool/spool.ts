@@ -111,7 +111,7 @@ import {
   type ParsedPayload,
 } from '../protocol/index.js';
 import { AuditLog, type AuditEvent, type AuditEventName } from './audit.js';
-import { DirSyncer, errnoCode, ioError, newTmpOwner, parseTmpName, TmpWriter, type TmpOwner } from './durable.js';
+import { DirSyncer, errnoCode, ioError, newTmpOwner, parseTmpName, TmpWriter, unlessMissing, type TmpOwner } from './durable.js';
 import { decodeIncoming, decodeStoredFile, encodeEnvelope, envelopePrefix, type StoredFile } from './envelope.js';
 import { createRealFsOps, forgetting, type FsOps, type FsStat } from './fs-ops.js';
 import { removeLeftoverLock, tryLock } from './lock.js';
@@ -585,31 +585,16 @@ export class Spool implements SpoolApi {
     await written;
   }
 
-  async #readIfExists(file: string): Promise<Uint8Array | undefined> {
-    try {
-      return await this.#fs.readFile(file);
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return undefined;
-      throw err;
-    }
+  #readIfExists(file: string): Promise<Uint8Array | undefined> {
+    return unlessMissing(this.#fs.readFile(file), undefined);
   }
 
-  async #statIfExists(file: string): Promise<FsStat | undefined> {
-    try {
-      return await this.#fs.stat(file);
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return undefined;
-      throw err;
-    }
+  #statIfExists(file: string): Promise<FsStat | undefined> {
+    return unlessMissing(this.#fs.stat(file), undefined);
   }
 
-  async #readdirIfExists(dir: string): Promise<string[]> {
-    try {
-      return await this.#fs.readdir(dir);
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return [];
-      throw err;
-    }
+  #readdirIfExists(dir: string): Promise<string[]> {
+    return unlessMissing(this.#fs.readdir(dir), []);
   }
 
   /** Creates a bucket directory on first use (and makes its entry in the parent durable). */
@@ -1019,12 +1004,7 @@ export class Spool implements SpoolApi {
 
   /** Removes a copy of a handoff that is kept elsewhere (`kept`), and records that. */
   async #dropCopy(full: string, stored: StoredFile, kept: HandoffState): Promise<void> {
-    try {
-      await this.#fs.unlink(full);
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return;
-      throw err;
-    }
+    if ((await unlessMissing(this.#fs.unlink(full), GONE)) === GONE) return;
     await this.#dirs.sync(path.dirname(full));
     await this.#audit.append(this.#auditFor('duplicate', stored.payload, kept, { file: path.relative(this.root, full) }));
   }
@@ -1278,9 +1258,7 @@ export class Spool implements SpoolApi {
     // A sweep in another process may have moved the claim on just before our rename put it back.
     const later = await this.#laterState(id);
     if (later === 'archived' || later === 'rejected') {
-      await this.#fs.unlink(dest).catch((err: unknown) => {
-        if (errnoCode(err) !== 'ENOENT') throw err;
-      });
+      await unlessMissing(this.#fs.unlink(dest), undefined);
       await this.#dirs.sync(this.#paths.claimed);
       throw new HandoffError('FENCED', 'the claim ended while it was being renewed');
     }
@@ -1545,12 +1523,7 @@ export class Spool implements SpoolApi {
         orphan = st !== undefined && now - st.mtimeMs > STALE_TMP_MS;
       }
       if (!orphan) continue;
-      try {
-        await this.#fs.unlink(full);
-        removed++;
-      } catch (err) {
-        if (errnoCode(err) !== 'ENOENT') throw err;
-      }
+      if ((await unlessMissing(this.#fs.unlink(full), GONE)) !== GONE) removed++;
     }
     return removed;
   }
@@ -1593,10 +1566,7 @@ export class Spool implements SpoolApi {
       for (const name of await this.#readdirIfExists(dir)) {
         if (idOfName(name) === undefined) continue;
         const full = path.join(dir, name);
-        const head = await this.#fs.readRange(full, 0, prefix.length).catch((err: unknown) => {
-          if (errnoCode(err) === 'ENOENT') return undefined;
-          throw err;
-        });
+        const head = await unlessMissing(this.#fs.readRange(full, 0, prefix.length), undefined);
         if (!head) continue;
         const upToDate = Buffer.compare(Buffer.from(head), prefix) === 0;
         if (state === 'rejected' && archived.has(name)) {

@@ -10,6 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Queue, Worker, type Job } from 'bullmq';
+import { runLanes } from '../lib/lanes.js';
 import type { BenchRedis } from '../lib/redis.js';
 import { signedPayload } from '../lib/fixtures.js';
 import { delay, summarize, until, type Summary } from '../lib/stats.js';
@@ -112,33 +113,9 @@ export async function measureBullLifecycle(redis: BenchRedis, prefix: string, pa
     await job.moveToCompleted('connected', lane.token, false);
   };
   await Promise.all(lanes.map(one));
-  const latencies: number[] = [];
-  const cpu = redis.cpu();
-  const clientCpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  const end = t0 + seconds * 1000;
-  await Promise.all(
-    lanes.map(async (lane) => {
-      while (performance.now() < end) {
-        const started = performance.now();
-        await one(lane);
-        latencies.push(performance.now() - started);
-      }
-    }),
-  );
-  const wallSec = (performance.now() - t0) / 1000;
-  const { corePct } = cpu.stop();
-  const clientCpu = process.cpuUsage(clientCpu0);
+  const run = await runLanes(lanes, one, seconds, () => redis.cpu());
   await Promise.all(lanes.flatMap((l) => [l.worker.close(), l.queue.close()]));
   await delay(10);
-  return {
-    pairs,
-    seconds: wallSec,
-    handoffs: latencies.length,
-    perSec: latencies.length / wallSec,
-    lifecycle: summarize(latencies),
-    redisCpuPct: corePct,
-    redisPeakRssMiB: redis.peakRssMiB(),
-    clientCpuPct: (clientCpu.user + clientCpu.system) / 1e4 / wallSec,
-  };
+  const { serverCpuPct, ...measured } = run;
+  return { pairs, ...measured, redisCpuPct: serverCpuPct, redisPeakRssMiB: redis.peakRssMiB() };
 }

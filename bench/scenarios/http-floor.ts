@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { Agent, request } from 'undici';
 import { firstLine, REPO_ROOT } from '../lib/hub-process.js';
+import { runLanes } from '../lib/lanes.js';
 import { cpuWindow } from '../lib/proc.js';
 import { signedPayload } from '../lib/fixtures.js';
 
@@ -51,24 +52,9 @@ export async function measureHttpFloor(pairs: number, seconds: number): Promise<
     };
     // Warm up connections and code before the clock starts, as the lifecycle scenario does.
     for (let i = 0; i < 50; i++) await Promise.all(clients.map(one));
-    const cpu = cpuWindow(server.pid as number);
-    const client0 = process.cpuUsage();
-    let done = 0;
-    const t0 = performance.now();
-    const end = t0 + seconds * 1000;
-    await Promise.all(
-      clients.map(async (c) => {
-        while (performance.now() < end) {
-          await one(c);
-          done++;
-        }
-      }),
-    );
-    const wallSec = (performance.now() - t0) / 1000;
-    const { corePct } = cpu.stop();
-    const clientCpu = process.cpuUsage(client0);
+    const run = await runLanes(clients, one, seconds, () => cpuWindow(server.pid as number));
     await Promise.all(clients.flatMap((c) => [c.initiator.close(), c.target.close()]));
-    return { pairs, perSec: done / wallSec, serverCpuPct: corePct, clientCpuPct: (clientCpu.user + clientCpu.system) / 1e4 / wallSec };
+    return { pairs, perSec: run.perSec, serverCpuPct: run.serverCpuPct, clientCpuPct: run.clientCpuPct };
   } finally {
     if (server.exitCode === null) server.kill('SIGTERM');
     await exited;

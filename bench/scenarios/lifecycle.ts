@@ -7,7 +7,8 @@
 import { HubClient } from '../../agent-listener/index.js';
 import type { BenchHub } from '../lib/hub-process.js';
 import { signedPayload, tokenOf } from '../lib/fixtures.js';
-import { summarize, type Summary } from '../lib/stats.js';
+import { runLanes } from '../lib/lanes.js';
+import type { Summary } from '../lib/stats.js';
 
 export interface LifecycleResult {
   pairs: number;
@@ -47,32 +48,8 @@ export async function measureLifecycle(hub: BenchHub, pairs: number, seconds: nu
   };
   await Promise.all(clients.map(one));
 
-  const latencies: number[] = [];
-  const cpu = hub.cpu();
-  const clientCpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  const end = t0 + seconds * 1000;
-  await Promise.all(
-    clients.map(async (c) => {
-      while (performance.now() < end) {
-        const started = performance.now();
-        await one(c);
-        latencies.push(performance.now() - started);
-      }
-    }),
-  );
-  const wallSec = (performance.now() - t0) / 1000;
-  const { corePct } = cpu.stop();
-  const clientCpu = process.cpuUsage(clientCpu0);
+  const run = await runLanes(clients, one, seconds, () => hub.cpu());
   await Promise.all(clients.flatMap((c) => [c.initiator.close(), c.target.close()]));
-  return {
-    pairs,
-    seconds: wallSec,
-    handoffs: latencies.length,
-    perSec: latencies.length / wallSec,
-    lifecycle: summarize(latencies),
-    hubCpuPct: corePct,
-    hubPeakRssMiB: hub.peakRssMiB(),
-    clientCpuPct: (clientCpu.user + clientCpu.system) / 1e4 / wallSec,
-  };
+  const { serverCpuPct, ...measured } = run;
+  return { pairs, ...measured, hubCpuPct: serverCpuPct, hubPeakRssMiB: hub.peakRssMiB() };
 }

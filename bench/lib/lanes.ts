@@ -1,0 +1,56 @@
+/**
+ * The timed part of every throughput scenario: each lane (an initiator/target pair) runs one
+ * lifecycle after another until the time is up, while the server's CPU and this process's (the
+ * clients') are measured over exactly that window.
+ */
+import { summarize, type Summary } from './stats.js';
+
+export interface LanesResult {
+  /** Wall-clock length of the window, in seconds. */
+  seconds: number;
+  handoffs: number;
+  perSec: number;
+  /** One lifecycle, in ms. */
+  lifecycle: Summary;
+  /** The server's CPU over the window, % of one core. */
+  serverCpuPct: number;
+  /** This process's CPU (the clients), % of one core. */
+  clientCpuPct: number;
+}
+
+/**
+ * Runs `one(lane)` back to back on every lane for `seconds`. `serverCpu` starts the server's CPU
+ * window; it is called right before the clock starts.
+ */
+export async function runLanes<L>(
+  lanes: readonly L[],
+  one: (lane: L) => Promise<void>,
+  seconds: number,
+  serverCpu: () => { stop(): { corePct: number } },
+): Promise<LanesResult> {
+  const latencies: number[] = [];
+  const cpu = serverCpu();
+  const clientCpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  await Promise.all(
+    lanes.map(async (lane) => {
+      while (performance.now() < end) {
+        const started = performance.now();
+        await one(lane);
+        latencies.push(performance.now() - started);
+      }
+    }),
+  );
+  const wallSec = (performance.now() - t0) / 1000;
+  const { corePct } = cpu.stop();
+  const clientCpu = process.cpuUsage(clientCpu0);
+  return {
+    seconds: wallSec,
+    handoffs: latencies.length,
+    perSec: latencies.length / wallSec,
+    lifecycle: summarize(latencies),
+    serverCpuPct: corePct,
+    clientCpuPct: (clientCpu.user + clientCpu.system) / 1e4 / wallSec,
+  };
+}
