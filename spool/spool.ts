@@ -805,6 +805,15 @@ export class Spool implements SpoolApi {
     return { event, id: payload.handoff_id, from_agent: payload.from_agent, to_agent: payload.to_agent, state, ...extra };
   }
 
+  /** The audit line of a completion (archived) or a rejection, with the facts of `relay`. */
+  #auditFinal(state: HandoffState, payload: ParsedPayload, relay: RelayFacts): AuditEvent {
+    const completed = state === 'archived';
+    return this.#auditFor(completed ? 'complete' : 'reject', payload, state, {
+      reason: completed ? relay.outcome : relay.reason,
+      by: completed ? relay.claimed_by : relay.rejected_by,
+    });
+  }
+
   // ---------------------------------------------------------------- pending index
 
   #makeItem(fileName: string, payload: ParsedPayload, payloadText: string, receivedAtMs: number): PendingItem {
@@ -1302,7 +1311,7 @@ export class Spool implements SpoolApi {
     const value = state === 'archived' ? final.outcome : final.reason;
     await this.#committed(
       { id: final.handoff_id, from: relay.claim_token_sha256 === undefined ? 'pending' : 'claimed', to: state, fromAgent: payload.from_agent, toAgent: payload.to_agent, reason: value },
-      this.#auditFor(state === 'archived' ? 'complete' : 'reject', payload, state, { reason: value, by: state === 'archived' ? final.claimed_by : final.rejected_by }),
+      this.#auditFinal(state, payload, final),
     );
     return this.#recordFromRelay(state, found.file, final, found.path);
   }
@@ -1315,22 +1324,29 @@ export class Spool implements SpoolApi {
       ...(input.notes !== undefined ? { notes: input.notes } : {}),
       ...(input.finalTranscript !== undefined ? { final_transcript: input.finalTranscript } : {}),
     };
-    const want: FinalFacts = { state: 'archived', value: input.outcome, facts };
+    return this.#endClaim(id, token, { state: 'archived', value: input.outcome, facts });
+  }
+
+  /**
+   * claimed → archived or rejected, by the claimer: token and lease checked, then the rename
+   * decides, then the destination is rewritten with the final facts.
+   */
+  async #endClaim(id: string, token: string, want: FinalFacts): Promise<HandoffRecord> {
     const held = await this.#heldClaim(id, token);
     if (!held) return this.#notClaimed(id, token, want);
     const src = this.#pathOf('claimed', id);
-    const dest = this.#pathOf('archived', id);
+    const dest = this.#pathOf(want.state, id);
     if (await this.#statIfExists(dest)) return this.#notClaimed(id, token, want);
     if ((await this.#renameOrGone(src, dest)) === GONE) return this.#notClaimed(id, token, want);
-    const relay: RelayFacts = { ...held.relay, ...facts, state: 'archived' };
+    const relay: RelayFacts = { ...held.relay, ...want.facts, state: want.state };
     await this.#replace(dest, encodeEnvelope(relay, held.stored.payloadText));
     await this.#syncMove(path.dirname(dest), this.#paths.claimed);
     const payload = held.stored.payload;
     await this.#committed(
-      { id, from: 'claimed', to: 'archived', fromAgent: payload.from_agent, toAgent: payload.to_agent, reason: input.outcome },
-      this.#auditFor('complete', payload, 'archived', { reason: input.outcome, by: relay.claimed_by }),
+      { id, from: 'claimed', to: want.state, fromAgent: payload.from_agent, toAgent: payload.to_agent, reason: want.value },
+      this.#auditFinal(want.state, payload, relay),
     );
-    return this.#recordFromRelay('archived', held.stored, relay, dest);
+    return this.#recordFromRelay(want.state, held.stored, relay, dest);
   }
 
   async #reject(id: string, input: RejectInput): Promise<HandoffRecord> {
@@ -1348,21 +1364,7 @@ export class Spool implements SpoolApi {
       const facts: Partial<RelayFacts> = { rejected_at: isoMillis(this.#o.clock()), reason: input.reason, rejected_by: input.by };
       if (found.state === 'claimed') {
         if (input.token === undefined) throw new HandoffError('FENCED', 'the handoff is claimed: the claim token is required');
-        const want: FinalFacts = { state: 'rejected', value: input.reason, facts };
-        const held = await this.#heldClaim(id, input.token);
-        if (!held) return this.#notClaimed(id, input.token, want);
-        const dest = this.#pathOf('rejected', id);
-        if (await this.#statIfExists(dest)) return this.#notClaimed(id, input.token, want);
-        if ((await this.#renameOrGone(found.path, dest)) === GONE) return this.#notClaimed(id, input.token, want);
-        const relay: RelayFacts = { ...held.relay, ...facts, state: 'rejected' };
-        await this.#replace(dest, encodeEnvelope(relay, held.stored.payloadText));
-        await this.#syncMove(path.dirname(dest), this.#paths.claimed);
-        const payload = held.stored.payload;
-        await this.#committed(
-          { id, from: 'claimed', to: 'rejected', fromAgent: payload.from_agent, toAgent: payload.to_agent, reason: input.reason },
-          this.#auditFor('reject', payload, 'rejected', { reason: input.reason, by: input.by }),
-        );
-        return this.#recordFromRelay('rejected', held.stored, relay, dest);
+        return this.#endClaim(id, input.token, { state: 'rejected', value: input.reason, facts });
       }
       const relay = await this.#effectiveRelay(found.state, found.path, found.file);
       if (found.state === 'rejected' && (relay.reason === input.reason || interrupted(found.state, relay))) {
