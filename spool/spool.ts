@@ -1530,22 +1530,30 @@ export class Spool implements SpoolApi {
     return removed;
   }
 
+  /**
+   * The file at `full` decoded; undefined when it is gone, or when it is not a valid handoff file
+   * and has been moved to rejected/_invalid/ (counted in the report).
+   */
+  async #readOrQuarantine(name: string, full: string, report: RecoveryReport): Promise<StoredFile | undefined> {
+    const bytes = await this.#readIfExists(full);
+    if (!bytes) return undefined;
+    try {
+      return decodeStoredFile(bytes);
+    } catch (err) {
+      await this.#quarantine(name, full, bytes, err);
+      report.invalid++;
+      return undefined;
+    }
+  }
+
   /** Recovery of claimed/: roll forward, drop copies of ids that are further on, quarantine junk. */
   async #recoverDir(state: 'claimed', dir: string, report: RecoveryReport): Promise<void> {
     for (const name of await this.#readdirIfExists(dir)) {
       const id = idOfName(name);
       if (id === undefined) continue;
       const full = path.join(dir, name);
-      const bytes = await this.#readIfExists(full);
-      if (!bytes) continue;
-      let stored: StoredFile;
-      try {
-        stored = decodeStoredFile(bytes);
-      } catch (err) {
-        await this.#quarantine(name, full, bytes, err);
-        report.invalid++;
-        continue;
-      }
+      const stored = await this.#readOrQuarantine(name, full, report);
+      if (!stored) continue;
       const later = await this.#locate(id, ['rejected', 'archived']);
       if (later) {
         await this.#resolveCopy(name, full, stored, later);
@@ -1574,32 +1582,17 @@ export class Spool implements SpoolApi {
         if (state === 'rejected' && archived.has(name)) {
           // Completed and rejected both: the completion carries more, and only a manual copy or a
           // foreign tool can make this; keep the archive.
-          const bytes = await this.#readIfExists(full);
           const kept = await this.#locate(idOfName(name) as string, ['archived']);
-          if (!bytes || !kept) continue;
-          let copy: StoredFile;
-          try {
-            copy = decodeStoredFile(bytes);
-          } catch (err) {
-            await this.#quarantine(name, full, bytes, err);
-            report.invalid++;
-            continue;
-          }
+          if (!kept) continue;
+          const copy = await this.#readOrQuarantine(name, full, report);
+          if (!copy) continue;
           await this.#resolveCopy(name, full, copy, kept);
           report.duplicatesResolved++;
           continue;
         }
         if (upToDate) continue;
-        const bytes = await this.#readIfExists(full);
-        if (!bytes) continue;
-        let stored: StoredFile;
-        try {
-          stored = decodeStoredFile(bytes);
-        } catch (err) {
-          await this.#quarantine(name, full, bytes, err);
-          report.invalid++;
-          continue;
-        }
+        const stored = await this.#readOrQuarantine(name, full, report);
+        if (!stored) continue;
         await this.#recoverFile(state, full, stored, report);
       }
     }
