@@ -346,10 +346,7 @@ export function createHubApp(options: HubAppOptions): HubApp {
   });
 
   app.post('/api/v1/handoffs/:id/complete', async (c) => {
-    const agent = c.get('agent');
-    const id = idParam(c);
-    const input = await jsonBody(c, CompleteBodySchema);
-    const record = await existingRecord(id);
+    const { agent, id, input, record } = await handoffRequest(c, CompleteBodySchema);
     requireClaimer(record, agent);
     const done = await spool.complete(id, input.claim_token, {
       outcome: input.outcome,
@@ -360,20 +357,14 @@ export function createHubApp(options: HubAppOptions): HubApp {
   });
 
   app.post('/api/v1/handoffs/:id/reject', async (c) => {
-    const agent = c.get('agent');
-    const id = idParam(c);
-    const input = await jsonBody(c, RejectBodySchema);
-    const record = await existingRecord(id);
+    const { agent, id, input, record } = await handoffRequest(c, RejectBodySchema);
     if (record.payload.to_agent !== agent) throw new HandoffError('FORBIDDEN', 'only the target may reject a handoff');
     const done = await spool.reject(id, { reason: input.reason, by: agent, token: input.claim_token });
     return c.json({ handoff_id: id, status: done.state, reason: done.relay.reason, rejected_at: done.relay.rejected_at });
   });
 
   app.post('/api/v1/handoffs/:id/renew', async (c) => {
-    const agent = c.get('agent');
-    const id = idParam(c);
-    const input = await jsonBody(c, RenewBodySchema);
-    const record = await existingRecord(id);
+    const { agent, id, input, record } = await handoffRequest(c, RenewBodySchema);
     requireClaimer(record, agent);
     const renewed = await spool.renew(id, input.claim_token, input.lease_ms);
     return c.json({ handoff_id: id, status: renewed.state, lease_until: renewed.relay.lease_until });
@@ -437,6 +428,13 @@ export function createHubApp(options: HubAppOptions): HubApp {
 
   async function recordFor(c: Context<HubEnv>): Promise<HandoffRecord> {
     return existingRecord(idParam(c));
+  }
+
+  /** A request on one handoff with a JSON body: the caller, the id, the body checked, the record. */
+  async function handoffRequest<T>(c: Context<HubEnv>, schema: z.ZodType<T>): Promise<{ agent: string; id: string; input: T; record: HandoffRecord }> {
+    const id = idParam(c);
+    const input = await jsonBody(c, schema);
+    return { agent: c.get('agent'), id, input, record: await existingRecord(id) };
   }
 
   async function jsonBody<T>(c: Context<HubEnv>, schema: z.ZodType<T>): Promise<T> {

@@ -17,17 +17,21 @@ import { median, summarize } from '../lib/stats.js';
 import { measureLifecycle, pairAgents } from './lifecycle.js';
 import { measureWakeup } from './wakeup.js';
 
-export interface ScalePoint {
-  /** Handoffs in archive/ before the first round. */
-  archived: number;
-  rounds: number;
-  /** Medians over the rounds. */
+/** What one round measures at one size. */
+interface Round {
   openSpoolMs: number;
   hubStartMs: number;
   wakeP50Ms: number;
   wakeP99Ms: number;
   lifecyclePerSec: number;
   hubCpuMsPerHandoff: number;
+}
+
+/** One size: the medians of its rounds. */
+export interface ScalePoint extends Round {
+  /** Handoffs in archive/ before the first round. */
+  archived: number;
+  rounds: number;
 }
 
 async function countArchived(spoolDir: string): Promise<number> {
@@ -42,15 +46,6 @@ async function countArchived(spoolDir: string): Promise<number> {
 /** Start-up times are short and noisy: each round takes the median of a few. */
 const START_RUNS = 3;
 const AGENTS = ['bob', 'a000', ...pairAgents(8)];
-
-interface Round {
-  openSpoolMs: number;
-  hubStartMs: number;
-  wakeP50Ms: number;
-  wakeP99Ms: number;
-  lifecyclePerSec: number;
-  hubCpuMsPerHandoff: number;
-}
 
 async function measureRound(dir: string, spoolDir: string, tokens: Tokens | undefined, wakeups: number, seconds: number): Promise<{ round: Round; tokens: Tokens }> {
   const opens: number[] = [];
