@@ -23,7 +23,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { REPO_ROOT, startBenchHub } from './lib/hub-process.js';
+import { CLI_BIN, REPO_ROOT, startBenchHub } from './lib/hub-process.js';
 import { benchDir, cleanup } from './lib/fixtures.js';
 import { startBenchRedis } from './lib/redis.js';
 import { round, type Summary } from './lib/stats.js';
@@ -221,12 +221,13 @@ function log(line: string): void {
 function distIsStale(): boolean {
   let built: number;
   try {
-    built = statSync(path.join(REPO_ROOT, 'dist', 'cli', 'main.js')).mtimeMs;
+    // The bundle is written last by `npm run build`.
+    built = statSync(CLI_BIN).mtimeMs;
   } catch {
     return true;
   }
   const newer = (file: string): boolean => statSync(file).mtimeMs > built;
-  if (['package.json', 'tsconfig.json', 'tsconfig.build.json', 'index.ts'].some((f) => newer(path.join(REPO_ROOT, f)))) return true;
+  if (['package.json', 'tsconfig.json', 'tsconfig.build.json', 'index.ts', 'scripts/bundle-bin.mjs'].some((f) => newer(path.join(REPO_ROOT, f)))) return true;
   for (const dir of ['protocol', 'spool', 'hub', 'agent-listener', 'policy', 'cli']) {
     for (const entry of readdirSync(path.join(REPO_ROOT, dir), { recursive: true, withFileTypes: true })) {
       if (entry.isFile() && entry.name.endsWith('.ts') && newer(path.join(entry.parentPath, entry.name))) return true;
@@ -435,7 +436,7 @@ function buildTable(r: Results): void {
   if (r.e2e) {
     heading('(3) end to end: handoff start → call-creation request at the Twilio stub', LATENCY_COLUMNS);
     row('in-process `handoff start` action, real listener + twilio SDK', ...latencyCells(r.e2e.inProcess));
-    if (r.e2e.cliProcess.n > 0) row('spawned `node dist/cli/main.js start` (adds cold start)', ...latencyCells(r.e2e.cliProcess));
+    if (r.e2e.cliProcess.n > 0) row('spawned `node dist/bin/handoff.js start` (adds cold start)', ...latencyCells(r.e2e.cliProcess));
   }
   if (r.scale) {
     heading(`(4) scale with archive/, medians of ${r.scale[0]?.rounds ?? 0} interleaved rounds (wake-up: 1 parked, send → receive; lifecycle: 8 pairs)`, [

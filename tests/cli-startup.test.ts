@@ -1,8 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
 import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { CLI_ENTRY, REPO_ROOT, TSX_LOADER } from './helpers/cli.js';
+import { keyFilePath, writeKeyFile } from '../protocol/index.js';
+import { CLI_ENTRY, REPO_ROOT, runCli, TSX_LOADER } from './helpers/cli.js';
+import { tmpDir } from './helpers/tmp.js';
+import { loadVectors } from './helpers/vectors.js';
 
 const PRELOAD = pathToFileURL(new URL('./helpers/report-loaded.mjs', import.meta.url).pathname).href;
 
@@ -28,4 +34,50 @@ test('handoff --help, --version and poll --help load neither twilio nor pino nor
       assert.ok(!loaded.includes(heavy), `handoff ${args.join(' ')} loaded ${heavy}`);
     }
   }
+});
+
+/** Runs the bin at `bin` with `args` (cwd: the repository); its output and exit code. */
+function runBin(bin: string, args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd: REPO_ROOT, encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('the bundled bin, built from these sources, answers as the sources do and loads no heavy package for --help', async (t) => {
+  // Inside the repository (git-ignored .tmp/), so that the bundle finds node_modules and package.json as dist/bin does.
+  await mkdir(path.join(REPO_ROOT, '.tmp'), { recursive: true });
+  const out = await mkdtemp(path.join(REPO_ROOT, '.tmp', 'bin-'));
+  t.after(() => rm(out, { recursive: true, force: true }));
+  const built = spawnSync(process.execPath, [path.join(REPO_ROOT, 'scripts', 'bundle-bin.mjs'), out], { cwd: REPO_ROOT, encoding: 'utf8' });
+  assert.equal(built.status, 0, built.stderr);
+  const bin = path.join(out, 'handoff.js');
+  assert.ok((statSync(bin).mode & 0o111) !== 0, 'the bin is executable');
+
+  const keys = await tmpDir(t);
+  const [v] = loadVectors();
+  assert.ok(v);
+  await writeKeyFile(keyFilePath(keys, 'bob'), Buffer.from(v.secret_b64, 'base64').toString('utf8'));
+  const file = path.join(keys, 'p.json');
+  await writeFile(file, v.file_text);
+  for (const args of [
+    ['--help'],
+    ['--version'],
+    ['start', '--help'],
+    ['verify', file, '--agent', 'alice', '--keys', keys, '--at', v.validate_at],
+    ['verify', file, '--agent', 'alice', '--keys', keys, '--at', '2030-01-01T00:00:00Z', '--json'],
+    ['verify', file],
+  ]) {
+    const fromBundle = runBin(bin, args);
+    const fromSources = await runCli(args);
+    assert.deepEqual(fromBundle, fromSources, `handoff ${args.join(' ')}`);
+  }
+  assert.equal(runBin(bin, ['--version']).stdout.trim(), JSON.parse(await readFile(path.join(REPO_ROOT, 'package.json'), 'utf8')).version);
+
+  const loaded = loadedBy(['--help'], [bin]);
+  for (const heavy of ['twilio', 'pino', 'prom-client']) assert.ok(!loaded.includes(heavy), `the bundle's --help loaded ${heavy}`);
+});
+
+test('the bundler refuses an output directory outside the repository (it empties the directory first)', () => {
+  const r = spawnSync(process.execPath, [path.join(REPO_ROOT, 'scripts', 'bundle-bin.mjs'), path.dirname(REPO_ROOT)], { cwd: REPO_ROOT, encoding: 'utf8' });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /must be inside/);
 });

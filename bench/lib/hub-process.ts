@@ -10,8 +10,8 @@ import { cpuWindow, peakRssMiB } from './proc.js';
 import { writeHubConfig, type Tokens } from './fixtures.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-/** The compiled CLI, what `npm install -g` puts on the PATH. */
-export const CLI_BIN = path.join(REPO_ROOT, 'dist', 'cli', 'main.js');
+/** The built `handoff` command (the bundle `npm run build` writes), what `npm install -g` puts on the PATH. */
+export const CLI_BIN = path.join(REPO_ROOT, 'dist', 'bin', 'handoff.js');
 
 export interface BenchHub {
   url: string;
@@ -37,7 +37,7 @@ export interface BenchHubOptions {
   nodeArgs?: readonly string[];
 }
 
-/** Starts `node dist/cli/main.js hub serve` on a free port and waits for its URL. */
+/** Starts `node dist/bin/handoff.js hub serve` on a free port and waits for its URL. */
 export async function startBenchHub(options: BenchHubOptions): Promise<BenchHub> {
   const spoolDir = options.spoolDir ?? path.join(options.dir, 'spool');
   const configFile = path.join(options.dir, 'hub.json');

@@ -1,7 +1,7 @@
 /**
- * (6) CLI cold start of the compiled bin: `handoff --help` and `handoff verify FILE`, each a fresh
- * `node dist/cli/main.js` process, timed from spawn to exit. `node -e 0` is measured alongside as
- * the floor no CLI can go under.
+ * (6) CLI cold start of the built bin: `handoff --help` and `handoff verify FILE`, each a fresh
+ * `node dist/bin/handoff.js` process (the bundle `npm run build` writes), timed from spawn to
+ * exit. `node -e 0` is measured alongside as the floor no CLI can go under.
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';

@@ -27,7 +27,7 @@ import { delay, summarize, until, type Summary } from '../lib/stats.js';
 export interface E2eResult {
   /** In-process `handoff start` → call-creation request at the stub. */
   inProcess: Summary;
-  /** Spawned `node dist/cli/main.js start …` → call-creation request at the stub. */
+  /** Spawned `node dist/bin/handoff.js start …` → call-creation request at the stub. */
   cliProcess: Summary;
 }
 
