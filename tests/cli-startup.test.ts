@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { keyFilePath, writeKeyFile } from '../protocol/index.js';
 import { CLI_ENTRY, REPO_ROOT, runCli, TSX_LOADER } from './helpers/cli.js';
 import { tmpDir } from './helpers/tmp.js';
-import { loadVectors } from './helpers/vectors.js';
+import { loadVectors, writeVectorFiles } from './helpers/vectors.js';
 
 const PRELOAD = pathToFileURL(new URL('./helpers/report-loaded.mjs', import.meta.url).pathname).href;
 
@@ -55,9 +54,7 @@ test('the bundled bin, built from these sources, answers as the sources do and l
   const keys = await tmpDir(t);
   const [v] = loadVectors();
   assert.ok(v);
-  await writeKeyFile(keyFilePath(keys, 'bob'), Buffer.from(v.secret_b64, 'base64').toString('utf8'));
-  const file = path.join(keys, 'p.json');
-  await writeFile(file, v.file_text);
+  const file = await writeVectorFiles(keys, v);
   for (const args of [
     ['--help'],
     ['--version'],

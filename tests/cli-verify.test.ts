@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { ERROR_CODES, keyFilePath, writeKeyFile } from '../protocol/index.js';
+import { ERROR_CODES, keyFilePath } from '../protocol/index.js';
 import { runCli } from './helpers/cli.js';
 import { tmpDir } from './helpers/tmp.js';
-import { loadVectors } from './helpers/vectors.js';
+import { loadVectors, writeVectorFiles } from './helpers/vectors.js';
 
 test('handoff verify gives every reference vector its expected result and exit code', async (t) => {
   const dir = await tmpDir(t);
@@ -13,9 +13,7 @@ test('handoff verify gives every reference vector its expected result and exit c
   const results = await Promise.all(
     vectors.map(async (v) => {
       const keys = path.join(dir, v.name);
-      await writeKeyFile(keyFilePath(keys, 'bob'), Buffer.from(v.secret_b64, 'base64').toString('utf8'));
-      const file = path.join(dir, `${v.name}.json`);
-      await writeFile(file, v.file_text);
+      const file = await writeVectorFiles(keys, v);
       return { v, r: await runCli(['verify', file, '--agent', v.listener_agent, '--keys', keys, '--at', v.validate_at, '--json']) };
     }),
   );
@@ -35,9 +33,7 @@ test('handoff verify prints "valid" for a good file and CODE: reason for a bad o
   const dir = await tmpDir(t);
   const [v] = loadVectors();
   assert.ok(v);
-  await writeKeyFile(keyFilePath(dir, 'bob'), Buffer.from(v.secret_b64, 'base64').toString('utf8'));
-  const file = path.join(dir, 'p.json');
-  await writeFile(file, v.file_text);
+  const file = await writeVectorFiles(dir, v);
   const ok = await runCli(['verify', file, '--agent', 'alice', '--keys', dir, '--at', v.validate_at]);
   assert.equal(ok.stdout.trim(), 'valid');
   const late = await runCli(['verify', file, '--agent', 'alice', '--keys', dir, '--at', '2030-01-01T00:00:00Z']);
