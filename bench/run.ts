@@ -12,9 +12,12 @@
  *   --cli-e2e N        end-to-end samples through a spawned CLI (default 30; quick 5)
  *   --local N          local-mode samples (default 1000; quick 200)
  *   --cli-runs N       CLI cold starts per command (default 30; quick 10)
- *   --only LIST        comma-separated sections: disk,http,wakeup,lifecycle,e2e,scale,local,cli,bullmq
+ *   --only LIST        comma-separated sections: disk,http,wakeup,lifecycle,e2e,scale,local,cli,bullmq,compare
  *   --no-build         use dist/ as it is (default: npm run build first)
  *   --no-bullmq        skip the BullMQ comparison
+ *   --compare DIR      also run this tree's hub and DIR's (another built checkout) side by side,
+ *                      8 pairs each, --rounds rounds of --seconds (default 5 rounds)
+ *   --rounds N         rounds of the side-by-side comparison
  *   --out FILE         results file (default bench/results/latest.json)
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -29,6 +32,7 @@ import { startBenchRedis } from './lib/redis.js';
 import { round, type Summary } from './lib/stats.js';
 import { measureBullLifecycle, measureBullWakeup, type BullLifecycleResult, type BullWakeupResult } from './scenarios/bullmq.js';
 import { measureCliStart, type CliStartResult } from './scenarios/cli-start.js';
+import { measureSideBySide, type CompareResult } from './scenarios/compare.js';
 import { measureDisk, type DiskResult } from './scenarios/disk.js';
 import { measureE2e, type E2eResult } from './scenarios/e2e.js';
 import { measureHttpFloor, type HttpFloorResult } from './scenarios/http-floor.js';
@@ -37,7 +41,7 @@ import { measureLocal, type LocalResult } from './scenarios/local.js';
 import { measureScale, type ScalePoint } from './scenarios/scale.js';
 import { measureWakeup, type WakeupResult } from './scenarios/wakeup.js';
 
-const SECTIONS = ['disk', 'http', 'wakeup', 'lifecycle', 'e2e', 'scale', 'local', 'cli', 'bullmq'] as const;
+const SECTIONS = ['disk', 'http', 'wakeup', 'lifecycle', 'e2e', 'scale', 'local', 'cli', 'bullmq', 'compare'] as const;
 type Section = (typeof SECTIONS)[number];
 
 interface Options {
@@ -52,6 +56,8 @@ interface Options {
   only: Set<Section>;
   build: boolean;
   out: string;
+  compare: string | undefined;
+  rounds: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -70,6 +76,8 @@ function parseOptions(argv: string[]): Options {
       'no-build': { type: 'boolean', default: false },
       'no-bullmq': { type: 'boolean', default: false },
       out: { type: 'string' },
+      compare: { type: 'string' },
+      rounds: { type: 'string' },
     },
     strict: true,
   });
@@ -86,6 +94,10 @@ function parseOptions(argv: string[]): Options {
     only.add(name as Section);
   }
   if (values['no-bullmq']) only.delete('bullmq');
+  if (values.compare === undefined) {
+    if (values.only?.split(',').includes('compare')) throw new Error('--only compare needs --compare DIR');
+    only.delete('compare');
+  }
   return {
     quick,
     handoffs: count('handoffs', values.handoffs, 2000, 200),
@@ -98,6 +110,8 @@ function parseOptions(argv: string[]): Options {
     only,
     build: !values['no-build'],
     out: values.out ?? path.join(REPO_ROOT, 'bench', 'results', 'latest.json'),
+    compare: values.compare,
+    rounds: count('rounds', values.rounds, 5, 3),
   };
 }
 
@@ -208,6 +222,7 @@ interface Results {
           lifecycle: BullLifecycleResult[];
         }>;
       };
+  compare?: CompareResult;
   targets?: Array<{ what: string; target: string; measured: string; met: boolean }>;
 }
 
@@ -316,6 +331,11 @@ async function main(): Promise<void> {
 
     if (has('bullmq')) {
       results.bullmq = await runBullmq(options);
+    }
+
+    if (has('compare') && options.compare !== undefined) {
+      log(`side by side with ${options.compare}, ${options.rounds} rounds…`);
+      results.compare = await measureSideBySide(options.compare, 8, options.seconds, options.rounds);
     }
 
     // Last: filling archive/ writes 100,000 files, whose write-back would disturb what follows.
@@ -493,6 +513,20 @@ function buildTable(r: Results): void {
     row('relay handoffs/s', eight.perSec);
     row('HTTP floor lifecycles/s', r.http.perSec);
     row('share of the HTTP floor reached', `${round((100 * eight.perSec) / r.http.perSec)}%`);
+  }
+  if (r.compare) {
+    const c = r.compare;
+    heading(`(8) side by side with ${c.other}: both hubs at once, ${c.pairs} pairs each, ${c.secondsPerRound} s rounds`, [
+      'this /s',
+      'other /s',
+      'this ÷ other',
+      'this CPU ms/handoff',
+      'other CPU ms/handoff',
+      'this ÷ other',
+    ]);
+    c.rounds.forEach((x, i) => {
+      row(`round ${i + 1}`, x.thisPerSec, x.otherPerSec, `${round(x.thisPerSec / x.otherPerSec)}x`, x.thisCpuMsPerHandoff, x.otherCpuMsPerHandoff, `${round(x.thisCpuMsPerHandoff / x.otherCpuMsPerHandoff)}x`);
+    });
   }
   if (r.targets && r.targets.length > 0) {
     heading('targets (issue 7)', ['target', 'measured', '']);

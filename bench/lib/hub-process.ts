@@ -35,6 +35,8 @@ export interface BenchHubOptions {
   logLevel?: string;
   /** Extra node flags for the hub process (e.g. `--cpu-prof` when profiling). */
   nodeArgs?: readonly string[];
+  /** Another tree's built bin (the side-by-side comparison); this tree's by default. */
+  bin?: string;
 }
 
 /** Starts `node dist/bin/handoff.js hub serve` on a free port and waits for its URL. */
@@ -43,7 +45,7 @@ export async function startBenchHub(options: BenchHubOptions): Promise<BenchHub>
   const configFile = path.join(options.dir, 'hub.json');
   const tokens = options.tokens ?? (await writeHubConfig(configFile, options.agents));
   const log = openSync(path.join(options.dir, 'hub.log'), 'a');
-  const args = [...(options.nodeArgs ?? []), CLI_BIN, 'hub', 'serve', '--spool', spoolDir, '--config', configFile, '--port', '0', '--max-pending', '100000', '--log-level', options.logLevel ?? 'info'];
+  const args = [...(options.nodeArgs ?? []), options.bin ?? CLI_BIN, 'hub', 'serve', '--spool', spoolDir, '--config', configFile, '--port', '0', '--max-pending', '100000', '--log-level', options.logLevel ?? 'info'];
   const t0 = performance.now();
   const child = spawn(process.execPath, args, { cwd: options.dir, stdio: ['ignore', 'pipe', log], env: { ...process.env, HANDOFF_SPOOL: '' } });
   closeSync(log);
