@@ -26,7 +26,7 @@ import {
 } from '../protocol/index.js';
 import { CLI_ENTRY, REPO_ROOT, runCli, TSX_LOADER } from './helpers/cli.js';
 import { captureLogger, FakeDialer, FakeSource } from './helpers/fakes.js';
-import { startTestHub, TEST_TOKENS } from './helpers/hub.js';
+import { startTestHub, TEST_TOKENS, writeAliceListenerFiles } from './helpers/hub.js';
 import { tmpDir } from './helpers/tmp.js';
 
 const BOB_ALICE = 'bob-alice-pair-secret-0123456789abcdef';
@@ -254,25 +254,7 @@ test('a hub token for bob used with from_agent=alice → 403 FORBIDDEN (and bob 
 test('tokens never appear in the logs: the hub’s captured log and a real `handoff listen` process’s output', async (t) => {
   const hub = await startTestHub(t);
   const dir = await tmpDir(t, 'forgery-logs-');
-  await writeKeyFile(keyFilePath(path.join(dir, 'keys'), 'bob'), BOB_ALICE);
-  const tokenFile = path.join(dir, 'hub-token');
-  await writeFile(tokenFile, TEST_TOKENS.alice as string, { mode: 0o600 });
-  const config = path.join(dir, 'alice.json');
-  await writeFile(
-    config,
-    JSON.stringify({
-      agent: 'alice',
-      hub: { url: hub.url, token_file: tokenFile },
-      keys_dir: path.join(dir, 'keys'),
-      bootstrap_dir: path.join(dir, 'voice', 'handoffs'),
-      state_dir: path.join(dir, 'state'),
-      dialer: 'dry-run',
-      target: { kind: 'stream', url: 'wss://alice.example.com/twilio' },
-      contacts: [CALLER],
-      call: { poll_interval_sec: 0.05, complete_after_sec: 0 },
-      poll_wait_sec: 1,
-    }),
-  );
+  const config = await writeAliceListenerFiles(dir, hub.url, BOB_ALICE, { dialer: 'dry-run', contacts: [CALLER], poll_wait_sec: 1 });
   const child = spawn(process.execPath, ['--import', TSX_LOADER, CLI_ENTRY, 'listen', '--config', config, '--json'], {
     cwd: REPO_ROOT,
     env: { ...process.env, HOME: dir, HANDOFF_TOKEN: '' },

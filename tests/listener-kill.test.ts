@@ -5,14 +5,14 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { HubClient } from '../agent-listener/hub-client.js';
-import { buildPayload, keyFilePath, writeKeyFile } from '../protocol/index.js';
+import { buildPayload } from '../protocol/index.js';
 import { CLI_ENTRY, TSX_LOADER } from './helpers/cli.js';
-import { startTestHub, TEST_TOKENS } from './helpers/hub.js';
+import { startTestHub, TEST_TOKENS, writeAliceListenerFiles } from './helpers/hub.js';
 import { tmpDir } from './helpers/tmp.js';
 
 const SECRET = 'bob-alice-pair-secret-0123456789abcdef';
@@ -66,28 +66,14 @@ test('a listener killed with SIGKILL at random moments never dials a handoff twi
   const hub = await startTestHub(t);
   const twilio = await slowTwilio(t);
   const dir = await tmpDir(t, 'alice-kill-');
-  await writeKeyFile(keyFilePath(path.join(dir, 'keys'), 'bob'), SECRET);
-  const tokenFile = path.join(dir, 'hub-token');
-  await writeFile(tokenFile, TEST_TOKENS.alice as string, { mode: 0o600 });
   await mkdir(path.join(dir, 'voice'), { recursive: true });
-  const configFile = path.join(dir, 'alice.json');
   const callers = Array.from({ length: HANDOFFS }, (_, i) => `+1555000${String(1000 + i)}`);
-  await writeFile(
-    configFile,
-    JSON.stringify({
-      agent: 'alice',
-      hub: { url: hub.url, token_file: tokenFile },
-      keys_dir: path.join(dir, 'keys'),
-      bootstrap_dir: path.join(dir, 'voice', 'handoffs'),
-      state_dir: path.join(dir, 'state'),
-      dialer: 'twilio',
-      twilio: { account_sid: `AC${'0'.repeat(32)}`, api_base_url: twilio.url, from_number: '+15550001111', cps: 100 },
-      target: { kind: 'stream', url: 'wss://alice.example.com/twilio' },
-      contacts: callers,
-      call: { poll_interval_sec: 0.05, complete_after_sec: 0 },
-      poll_wait_sec: 2,
-    }),
-  );
+  const configFile = await writeAliceListenerFiles(dir, hub.url, SECRET, {
+    dialer: 'twilio',
+    twilio: { account_sid: `AC${'0'.repeat(32)}`, api_base_url: twilio.url, from_number: '+15550001111', cps: 100 },
+    contacts: callers,
+    poll_wait_sec: 2,
+  });
 
   const bob = new HubClient({ url: hub.url, token: TEST_TOKENS.bob as string });
   t.after(() => bob.close());

@@ -2,7 +2,7 @@ import { readdir, writeFile, chmod, mkdir, stat } from 'node:fs/promises';
 import { request as httpRequest, type OutgoingHttpHeaders } from 'node:http';
 import * as path from 'node:path';
 import type { TestContext } from 'node:test';
-import { signPayload, isoMillis } from '../../protocol/index.js';
+import { keyFilePath, signPayload, isoMillis, writeKeyFile } from '../../protocol/index.js';
 import { startHub, tokenSha256, createHubLogger, type RunningHub, type StartHubOptions } from '../../hub/index.js';
 import { tmpDir } from './tmp.js';
 
@@ -22,6 +22,31 @@ export async function writeTestConfig(file: string, agents: readonly string[] = 
   await mkdir(path.dirname(file), { recursive: true });
   await writeFile(file, JSON.stringify(config), { mode: 0o600 });
   await chmod(file, 0o600);
+}
+
+/**
+ * Writes what a real `handoff listen` process for alice needs under `dir`: bob's pair secret
+ * (`secret`) in `dir/keys`, alice's hub token in a 0600 file, and a config naming them, with its
+ * bootstrap and state directories under `dir`. `extra` adds or overrides config fields (dialer,
+ * contacts, …). Returns the config file's path.
+ */
+export async function writeAliceListenerFiles(dir: string, hubUrl: string, secret: string, extra: Record<string, unknown>): Promise<string> {
+  await writeKeyFile(keyFilePath(path.join(dir, 'keys'), 'bob'), secret);
+  const tokenFile = path.join(dir, 'hub-token');
+  await writeFile(tokenFile, TEST_TOKENS.alice as string, { mode: 0o600 });
+  const configFile = path.join(dir, 'alice.json');
+  const config = {
+    agent: 'alice',
+    hub: { url: hubUrl, token_file: tokenFile },
+    keys_dir: path.join(dir, 'keys'),
+    bootstrap_dir: path.join(dir, 'voice', 'handoffs'),
+    state_dir: path.join(dir, 'state'),
+    target: { kind: 'stream', url: 'wss://alice.example.com/twilio' },
+    call: { poll_interval_sec: 0.05, complete_after_sec: 0 },
+    ...extra,
+  };
+  await writeFile(configFile, JSON.stringify(config));
+  return configFile;
 }
 
 /** A pino destination that keeps every line in memory. */
