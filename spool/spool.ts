@@ -657,6 +657,17 @@ export class Spool implements SpoolApi {
     return bytes ? this.#decodeOrThrow(file, bytes) : undefined;
   }
 
+  /** The file at `file` decoded; undefined when it is missing or not a valid handoff file. */
+  async #readDecoded(file: string): Promise<StoredFile | undefined> {
+    const bytes = await this.#readIfExists(file);
+    if (!bytes) return undefined;
+    try {
+      return decodeStoredFile(bytes);
+    } catch {
+      return undefined;
+    }
+  }
+
   #decodeOrThrow(file: string, bytes: Uint8Array): StoredFile {
     try {
       return decodeStoredFile(bytes);
@@ -1414,17 +1425,9 @@ export class Spool implements SpoolApi {
   /** claimed → rejected (`lease_expired`) when the lease is over at `now`; true if moved. */
   async #expireLeaseIfDue(id: string, now: number): Promise<boolean> {
     const src = this.#pathOf('claimed', id);
-    let stored = this.#claimedFiles.get(src);
-    if (stored === undefined) {
-      const bytes = await this.#readIfExists(src);
-      if (!bytes) return false;
-      try {
-        stored = decodeStoredFile(bytes);
-      } catch {
-        // Not ours to judge here; recovery moves unreadable files aside.
-        return false;
-      }
-    }
+    // An unreadable file is not ours to judge here; recovery moves it aside.
+    const stored = this.#claimedFiles.get(src) ?? (await this.#readDecoded(src));
+    if (!stored) return false;
     const relay = await this.#effectiveRelay('claimed', src, stored);
     const leaseUntil = relay.lease_until ? parseIsoTime(relay.lease_until) : undefined;
     if (leaseUntil !== undefined && !(now > leaseUntil)) return false;
@@ -1613,16 +1616,8 @@ export class Spool implements SpoolApi {
   async #rollForwardFile(state: HandoffState, full: string, now: number, known?: StoredFile): Promise<boolean | 'rolled'> {
     const st = await this.#statIfExists(full);
     if (!st) return true;
-    let stored = known;
-    if (!stored) {
-      const bytes = await this.#readIfExists(full);
-      if (!bytes) return true;
-      try {
-        stored = decodeStoredFile(bytes);
-      } catch {
-        return true;
-      }
-    }
+    const stored = known ?? (await this.#readDecoded(full));
+    if (!stored) return true;
     if (stored.relay?.state === state) return true;
     const touched = Math.max(st.ctimeMs, st.mtimeMs);
     if (now - touched < this.#o.recoveryGraceMs) return false;
