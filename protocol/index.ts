@@ -48,6 +48,7 @@ export {
 } from './sign.js';
 export type { BuildInput, SignedPayload, VerifyOptions, VerifyResult } from './sign.js';
 export {
+  decodeKeyBytes,
   generateSecret,
   keyFilePath,
   keyRingFromSecrets,

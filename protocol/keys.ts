@@ -5,7 +5,11 @@
  * accepted secrets during a rotation; the first one signs.
  *
  * A key file is refused when it is a symlink (it could be swapped to point anywhere), readable or
- * writable by group or others, not a regular file, empty, or shorter than `MIN_SECRET_BYTES`.
+ * writable by group or others, not a regular file, empty, or shorter than `MIN_SECRET_BYTES`; and
+ * when its text could not be the same secret on the reference's side: bytes that are not UTF-8
+ * (decoding would silently replace them, collapsing different binary keys into one) or a carriage
+ * return (a file saved with CRLF: the reference keeps the CR in its secret, so stripping it here
+ * would make every signature disagree; refusing says why).
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
@@ -37,13 +41,28 @@ export function keyFilePath(dir: string, peer: string): string {
   return path.join(dir, `${KEY_PREFIX}${peer}${KEY_SUFFIX}`);
 }
 
-/** Splits key file text into secrets: one per line, the final newline ignored, CRLF tolerated. */
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * The text of key material read as bytes (a key file, `keys import`'s standard input).
+ * @throws HandoffError KEY_FILE when the bytes are not UTF-8.
+ */
+export function decodeKeyBytes(bytes: Uint8Array, where: string): string {
+  try {
+    return STRICT_UTF8.decode(bytes);
+  } catch (cause) {
+    throw new HandoffError('KEY_FILE', `${where}: not UTF-8 text (a binary key? store it as text, e.g. base64)`, { cause });
+  }
+}
+
+/** Splits key file text into secrets: one per line, the final newline ignored. */
 export function parseKeyText(text: string, where: string): { secrets: Buffer[]; warnings: string[] } {
   const body = text.endsWith('\n') ? text.slice(0, -1) : text;
   if (body.length === 0) throw new HandoffError('KEY_FILE', `${where}: key file is empty`);
+  if (body.includes('\r')) throw new HandoffError('KEY_FILE', `${where}: contains a carriage return (CRLF line ends?); save it with LF line ends`);
   const warnings: string[] = [];
   const secrets = body.split('\n').map((line, i) => {
-    const secret = Buffer.from(line.endsWith('\r') ? line.slice(0, -1) : line, 'utf8');
+    const secret = Buffer.from(line, 'utf8');
     const label = `${where} line ${i + 1}`;
     if (secret.length === 0) throw new HandoffError('KEY_FILE', `${label}: empty secret`);
     if (secret.length < MIN_SECRET_BYTES) {
@@ -59,13 +78,15 @@ export function parseKeyText(text: string, where: string): { secrets: Buffer[]; 
 
 /**
  * Reads one key file with the safety checks of §3.3.
- * @throws HandoffError KEY_FILE (missing, symlink, not a regular file, mode & 0o077, empty, short).
+ * @throws HandoffError KEY_FILE (missing, symlink, not a regular file, mode & 0o077, not UTF-8, CR,
+ *   empty, short).
  */
 export async function readKeyFile(file: string): Promise<{ secrets: Buffer[]; warnings: string[] }> {
   let handle: fs.FileHandle;
   try {
     // O_NOFOLLOW closes the gap between a check and the open: a symlink fails the open itself.
-    handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    // O_NONBLOCK keeps a FIFO in its place from hanging the open; the stat below refuses it.
+    handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
     const why = code === 'ELOOP' ? 'is a symlink' : code === 'ENOENT' ? 'does not exist' : `cannot be opened (${code})`;
@@ -78,8 +99,7 @@ export async function readKeyFile(file: string): Promise<{ secrets: Buffer[]; wa
       const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
       throw new HandoffError('KEY_FILE', `${file} has mode ${mode}; others can read it (run chmod 600)`);
     }
-    const text = await handle.readFile('utf8');
-    return parseKeyText(text, file);
+    return parseKeyText(decodeKeyBytes(await handle.readFile(), file), file);
   } finally {
     await handle.close();
   }

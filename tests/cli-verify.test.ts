@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { ERROR_CODES, keyFilePath } from '../protocol/index.js';
@@ -40,8 +40,16 @@ test('handoff verify prints "valid" for a good file and CODE: reason for a bad o
   assert.match(late.stdout.trim(), /^EXPIRED: handoff expired at/);
   assert.equal(late.stderr, '', 'the outcome is printed once');
   assert.equal(late.code, ERROR_CODES.EXPIRED.exit);
-  const noKey = await runCli(['verify', file, '--agent', 'alice', '--keys', path.join(dir, 'none'), '--at', v.validate_at]);
-  assert.match(noKey.stdout, /^ADDRESSING: no pair secret for peer bob/);
+  const emptyDir = path.join(dir, 'empty');
+  await mkdir(emptyDir);
+  const noKey = await runCli(['verify', file, '--agent', 'alice', '--keys', emptyDir, '--at', v.validate_at]);
+  assert.match(noKey.stdout, /^ADDRESSING: no pair secret for peer bob/, 'no key file for the sender: an unknown peer');
+  const noDir = await runCli(['verify', file, '--agent', 'alice', '--keys', path.join(dir, 'none'), '--at', v.validate_at]);
+  assert.equal(noDir.code, ERROR_CODES.KEY_FILE.exit, 'a mistyped key directory is a key problem, not the peer\'s');
+  assert.match(noDir.stderr, /^error \[KEY_FILE\]: cannot read key directory/);
+  await symlink(path.join(dir, 'gone.key'), keyFilePath(emptyDir, 'bob'));
+  const dangling = await runCli(['verify', file, '--agent', 'alice', '--keys', emptyDir, '--at', v.validate_at]);
+  assert.equal(dangling.code, ERROR_CODES.KEY_FILE.exit, 'a dangling symlink is refused as a key file');
   const badAt = await runCli(['verify', file, '--agent', 'alice', '--at', 'yesterday']);
   assert.equal(badAt.code, ERROR_CODES.USAGE.exit);
   assert.match(badAt.stderr, /^error \[USAGE\]: --at must be/);
@@ -62,6 +70,10 @@ test('handoff keys gen writes a 0600 file once and keys list checks it without p
   assert.equal((await readFile(file, 'utf8')).trim(), secret, 'the existing secret is untouched');
   const imp = await runCli(['keys', 'import', '--peer', 'carol', '--keys', dir], { input: 'carol-alice-shared-secret-0123456789\n' });
   assert.equal(imp.code, 0, imp.stderr);
+  const binary = await runCli(['keys', 'import', '--peer', 'dave', '--keys', dir], { input: Buffer.from([...Array(33).keys()].map((i) => 0x80 + i)) });
+  assert.equal(binary.code, ERROR_CODES.KEY_FILE.exit, 'bytes that are not UTF-8 are refused, not replaced');
+  assert.match(binary.stderr, /standard input: not UTF-8/);
+  await assert.rejects(readFile(keyFilePath(dir, 'dave')), { code: 'ENOENT' });
   const list = await runCli(['keys', 'list', '--keys', dir, '--json']);
   const rows = (JSON.parse(list.stdout) as { keys: Array<{ peer: string; ok: boolean; secrets: number }> }).keys;
   assert.deepEqual(rows.map((r) => [r.peer, r.ok, r.secrets]), [['alice', true, 1], ['carol', true, 1]]);

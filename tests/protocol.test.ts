@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { chmod, readFile, symlink, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { test } from 'node:test';
@@ -180,4 +181,27 @@ test('key files: rotation, first line signs, bad files refused', async (t) => {
   await writeFile(medium, 'twenty-bytes-secret!\n', { mode: 0o600 });
   assert.match((await readKeyFile(medium)).warnings[0] ?? '', /32 or more recommended/);
   await assert.rejects(loadKeyRing(dir), (e: unknown) => e instanceof HandoffError && e.code === 'KEY_FILE', 'loading the whole dir stops at the first bad file');
+});
+
+test('key files the reference could not share byte for byte are refused: not UTF-8, CR; a FIFO does not hang', async (t) => {
+  const dir = await tmpDir(t);
+  const isKeyFile = (e: unknown): boolean => e instanceof HandoffError && e.code === 'KEY_FILE';
+  // Two different binary keys would both decode to the same run of U+FFFD, i.e. the same secret.
+  for (const [name, bytes] of [
+    ['a', Buffer.from([...Array(40).keys()].map((i) => 0x80 + i))],
+    ['b', Buffer.concat([Buffer.from('valid-prefix-0123456789'), Buffer.from([0xff, 0xfe]), Buffer.from('\n')])],
+  ] as const) {
+    const file = path.join(dir, `voice-handoff-${name}.key`);
+    await writeFile(file, bytes, { mode: 0o600 });
+    await assert.rejects(readKeyFile(file), (e: unknown) => isKeyFile(e) && /not UTF-8/.test((e as Error).message), name);
+  }
+  const crlf = path.join(dir, 'voice-handoff-c.key');
+  await writeFile(crlf, `${SECRET}\r\n`, { mode: 0o600 });
+  await assert.rejects(readKeyFile(crlf), (e: unknown) => isKeyFile(e) && /carriage return/.test((e as Error).message));
+  const utf8 = path.join(dir, 'voice-handoff-d.key');
+  await writeFile(utf8, `${SECRET}-é-✓\n`, { mode: 0o600 });
+  assert.deepEqual((await readKeyFile(utf8)).secrets, [Buffer.from(`${SECRET}-é-✓`, 'utf8')], 'UTF-8 text stays the secret');
+  const fifo = path.join(dir, 'voice-handoff-e.key');
+  execFileSync('mkfifo', ['-m', '600', fifo]);
+  await assert.rejects(readKeyFile(fifo), (e: unknown) => isKeyFile(e) && /not a regular file/.test((e as Error).message));
 });

@@ -36,11 +36,11 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON document')
     .addHelpText('after', '\nExample:\n  ssh bob-host cat .secrets/voice-handoff-alice.key | handoff keys import --peer bob')
     .action(async (flags: KeysFlags) => {
-      const { keyFilePath, writeKeyFile } = await import('../../protocol/index.js');
+      const { decodeKeyBytes, keyFilePath, writeKeyFile } = await import('../../protocol/index.js');
       const chunks: Buffer[] = [];
       for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
       const file = keyFilePath((await import('../config.js')).keysDirFrom(flags), flags.peer);
-      await writeKeyFile(file, Buffer.concat(chunks).toString('utf8'));
+      await writeKeyFile(file, decodeKeyBytes(Buffer.concat(chunks), 'standard input'));
       emit(flags, { peer: flags.peer, file }, (r) => `wrote ${r.file} (mode 0600)`);
     });
 

@@ -1,4 +1,4 @@
-import { access, readFile } from 'node:fs/promises';
+import { lstat, readFile, stat } from 'node:fs/promises';
 import {
   AGENT_NAME_RE,
   HandoffError,
@@ -18,8 +18,9 @@ export type VerifyOutput =
 
 /**
  * Verifies a payload file as the listener of `flags.agent` would. Only the key file of the
- * payload's `from_agent` is read: a missing one means an unknown peer (ADDRESSING), an unsafe one
- * is a KEY_FILE error.
+ * payload's `from_agent` is read: a missing one in an existing key directory means an unknown peer
+ * (ADDRESSING); a missing directory, or an unusable file (a dangling symlink among them), is a
+ * KEY_FILE error, as the listener reports it.
  */
 export async function verifyFile(file: string, flags: { agent: string; keys?: string; at?: string }): Promise<VerifyOutput> {
   let nowMs = Date.now();
@@ -46,10 +47,16 @@ export async function verifyFile(file: string, flags: { agent: string; keys?: st
 
 async function peerKeys(dir: string, peer: string | undefined): Promise<KeyRing> {
   if (peer === undefined || !AGENT_NAME_RE.test(peer)) return keyRingFromSecrets({});
-  const file = keyFilePath(dir, peer);
   try {
-    await access(file);
-  } catch {
+    await lstat(keyFilePath(dir, peer)); // lstat: a dangling symlink exists, and readKeyFile refuses it
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new HandoffError('KEY_FILE', `cannot look up the key file of ${peer} in ${dir}`, { cause: err });
+    try {
+      if (!(await stat(dir)).isDirectory()) throw new HandoffError('KEY_FILE', `key directory ${dir} is not a directory`);
+    } catch (cause) {
+      if (cause instanceof HandoffError) throw cause;
+      throw new HandoffError('KEY_FILE', `cannot read key directory ${dir}`, { cause });
+    }
     return keyRingFromSecrets({});
   }
   return loadKeyRing(dir, [peer]);

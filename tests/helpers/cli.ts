@@ -13,7 +13,7 @@ export interface CliResult {
 }
 
 /** Runs `handoff ARGS` from the sources in a real child process. */
-export function runCli(args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CliResult> {
+export function runCli(args: string[], opts: { input?: string | Uint8Array; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', TSX_LOADER, CLI_ENTRY, ...args], {
       cwd: opts.cwd ?? REPO_ROOT,
