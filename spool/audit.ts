@@ -208,6 +208,7 @@ export class AuditLog {
 
   /** Appends the batch after `tail` (under the lock, or as the single writer). */
   async #write(batch: Pending[], tail: Tail): Promise<void> {
+    const touched: Array<{ full: string; size: number }> = [];
     try {
       // Group by file; a file never goes back to an earlier date than the chain's latest file, so
       // the order of file names stays the order of the chain even when clocks disagree.
@@ -230,6 +231,7 @@ export class AuditLog {
         const full = path.join(this.#dir, g.file);
         const isNewFile = g.file !== tail.file;
         const data = Buffer.from(`${g.lines.join('\n')}\n`, 'utf8');
+        touched.push({ full, size: isNewFile ? 0 : tail.size });
         if (this.#singleWriter) {
           const fd = await this.#openFor(g.file, full);
           await this.#fs.write(fd, data);
@@ -252,7 +254,11 @@ export class AuditLog {
       }
       this.#tail = { file: latest, size, hash, seq };
     } catch (err) {
-      // After a failed write the tail on disk is unknown: re-read it next time.
+      // The batch's lines were never acknowledged: cut them off, so that the log keeps only lines
+      // whose operation was acknowledged, and the repeat of an operation that failed here is not
+      // recorded twice. If that fails too, they may stay. Either way the tail on disk is unknown
+      // now: it is re-read next time.
+      for (const t of touched) await this.#fs.truncate(t.full, t.size).catch(() => undefined);
       this.#tail = undefined;
       await this.#closeOpen();
       throw err;

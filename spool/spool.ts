@@ -231,6 +231,14 @@ function sha256Hex(data: string): string {
 /** A claim token a claimer may propose: long enough to be unguessable, and plain ASCII. */
 const CLAIM_TOKEN_RE = /^[A-Za-z0-9_-]{32,128}$/;
 
+/** A transition renamed into place whose commit has not been heard of (see `#commitMove`). */
+interface UnackedMove {
+  event: TransitionEvent;
+  audit: AuditEvent;
+  /** Whether listeners were told already (the audit line is what failed). */
+  emitted: boolean;
+}
+
 /** The bucket of an id in the terminal directories. */
 export function bucketOf(id: string): string {
   return sha256Hex(id).slice(0, 2);
@@ -335,6 +343,8 @@ export class Spool implements SpoolApi {
   readonly #deferred = new Map<string, HandoffState>();
   /** Directories known to exist (bucket directories are created on first use). */
   readonly #knownDirs = new Set<string>();
+  /** Transitions renamed into place whose caller heard an error (see `#commitMove`), by id. */
+  readonly #unacked = new Map<string, UnackedMove>();
   #closing: Promise<void> | null = null;
   /** Whether recovery ran once already (leftover locks are removed only at open). */
   #recovered = false;
@@ -583,6 +593,50 @@ export class Spool implements SpoolApi {
     const written = this.#audit.append(audit);
     this.#emit(event);
     await written;
+  }
+
+  /**
+   * Makes a move durable (`#syncMove`) and commits it. When either step fails the caller hears an
+   * error although the rename happened: the transition is remembered, so that the repeat which
+   * finds it done (`#ackRepeat`) commits it then, as the put's repeat does.
+   */
+  async #commitMove(destDir: string, srcDir: string, event: TransitionEvent, audit: AuditEvent): Promise<void> {
+    const move: UnackedMove = { event, audit, emitted: false };
+    try {
+      await this.#syncMove(destDir, srcDir);
+    } catch (err) {
+      this.#unacked.set(event.id, move);
+      throw err;
+    }
+    await this.#commitRemembering(move);
+  }
+
+  async #commitRemembering(move: UnackedMove): Promise<void> {
+    try {
+      const written = this.#audit.append(move.audit);
+      if (!move.emitted) {
+        move.emitted = true;
+        this.#emit(move.event);
+      }
+      await written;
+    } catch (err) {
+      this.#unacked.set(move.event.id, move);
+      throw err;
+    }
+  }
+
+  /**
+   * Before a repeated claim, completion or rejection is answered from the state it finds: the
+   * first attempt may still be before its directory fsync (in flight here, or in another process)
+   * or may have failed after its rename, and an idempotent answer is an acknowledgement too. So
+   * the move is made durable, and committed if its own attempt failed in this process.
+   */
+  async #ackRepeat(id: string, destDir: string, srcDir: string): Promise<void> {
+    await this.#syncMove(destDir, srcDir);
+    const move = this.#unacked.get(id);
+    if (!move) return;
+    this.#unacked.delete(id); // first, so that concurrent repeats commit it once
+    await this.#commitRemembering(move);
   }
 
   #readIfExists(file: string): Promise<Uint8Array | undefined> {
@@ -1198,8 +1252,9 @@ export class Spool implements SpoolApi {
       claim_token_sha256: sha256Hex(token),
     };
     await this.#replace(dest, encodeEnvelope(relay, stored.payloadText), { kind: 'envelope', payloadText: stored.payloadText, payload, relay });
-    await this.#syncMove(this.#paths.claimed, this.#paths.handoff);
-    await this.#committed(
+    await this.#commitMove(
+      this.#paths.claimed,
+      this.#paths.handoff,
       { id, from: 'pending', to: 'claimed', fromAgent: payload.from_agent, toAgent: payload.to_agent },
       this.#auditFor('claim', payload, 'claimed', { by: agent }),
     );
@@ -1233,6 +1288,7 @@ export class Spool implements SpoolApi {
       // Recovery rolled it forward without a token: nobody can hold this claim.
       if (relay.state === 'claimed' && !relay.claim_token_sha256) return this.#writeClaim(id, agent, stored, dest, token, this.#o.clock());
       if (relay.state !== 'claimed' || relay.claimed_by !== agent || !tokenMatches(relay, token)) return undefined;
+      await this.#ackRepeat(id, this.#paths.claimed, this.#paths.handoff);
       return { record: this.#recordFromRelay('claimed', stored, relay, dest), token, leaseUntil: relay.lease_until ?? '' };
     });
   }
@@ -1295,6 +1351,7 @@ export class Spool implements SpoolApi {
     if (found.state === 'claimed') throw new HandoffError('FENCED', 'the claim token does not match the current claim');
     if (!tokenMatches(relay, token)) throw new HandoffError('FENCED', 'the claim token does not match the claim that ended');
     if (want && found.state === want.state && (want.state === 'archived' ? relay.outcome : relay.reason) === want.value) {
+      await this.#ackRepeat(id, path.dirname(found.path), this.#paths.claimed);
       return this.#recordOf(found);
     }
     if (want && found.state === want.state && interrupted(found.state, relay)) return this.#finishInterrupted(found, relay, want.facts);
@@ -1351,9 +1408,10 @@ export class Spool implements SpoolApi {
     if ((await this.#renameOrGone(src, dest)) === GONE) return this.#notClaimed(id, token, want);
     const relay: RelayFacts = { ...held.relay, ...want.facts, state: want.state };
     await this.#replace(dest, encodeEnvelope(relay, held.stored.payloadText));
-    await this.#syncMove(path.dirname(dest), this.#paths.claimed);
     const payload = held.stored.payload;
-    await this.#committed(
+    await this.#commitMove(
+      path.dirname(dest),
+      this.#paths.claimed,
       { id, from: 'claimed', to: want.state, fromAgent: payload.from_agent, toAgent: payload.to_agent, reason: want.value },
       this.#auditFinal(want.state, payload, relay),
     );
@@ -1384,7 +1442,10 @@ export class Spool implements SpoolApi {
         if (relay.claim_token_sha256 !== undefined && !tokenMatches(relay, input.token)) {
           throw new HandoffError('FENCED', 'the claim token does not match the claim that ended');
         }
-        if (relay.reason === input.reason) return this.#recordOf(found);
+        if (relay.reason === input.reason) {
+          await this.#ackRepeat(id, path.dirname(found.path), relay.claim_token_sha256 === undefined ? this.#paths.handoff : this.#paths.claimed);
+          return this.#recordOf(found);
+        }
         return this.#finishInterrupted(found, relay, facts);
       }
       throw new HandoffError('INVALID_STATE', `the handoff is already ${found.state}`);
@@ -1414,8 +1475,9 @@ export class Spool implements SpoolApi {
       rejected_by: how.by,
     };
     await this.#replace(dest, encodeEnvelope(relay, stored.payloadText));
-    await this.#syncMove(path.dirname(dest), this.#paths.handoff);
-    await this.#committed(
+    await this.#commitMove(
+      path.dirname(dest),
+      this.#paths.handoff,
       { id, from: 'pending', to: 'rejected', fromAgent: payload.from_agent, toAgent: payload.to_agent, reason: how.reason },
       this.#auditFor(how.event, payload, 'rejected', { reason: how.reason, by: how.by }),
     );
@@ -1436,9 +1498,10 @@ export class Spool implements SpoolApi {
     if ((await this.#renameOrGone(src, dest)) === GONE) return false;
     const final: RelayFacts = { ...relay, state: 'rejected', rejected_at: isoMillis(now), reason: 'lease_expired', rejected_by: RELAY_ACTOR };
     await this.#replace(dest, encodeEnvelope(final, stored.payloadText));
-    await this.#syncMove(path.dirname(dest), this.#paths.claimed);
     const payload = stored.payload;
-    await this.#committed(
+    await this.#commitMove(
+      path.dirname(dest),
+      this.#paths.claimed,
       { id, from: 'claimed', to: 'rejected', fromAgent: payload.from_agent, toAgent: payload.to_agent, reason: 'lease_expired' },
       this.#auditFor('lease_expire', payload, 'rejected', { reason: 'lease_expired', by: RELAY_ACTOR }),
     );

@@ -86,6 +86,60 @@ test('a put that failed after linking its file is acknowledged, delivered and au
   assert.equal(audit.lines, 2, 'one put and one claim');
 });
 
+/**
+ * Each transition fails once after its rename (on the destination directory's fsync, or on its
+ * audit line), and is then repeated by its caller: the repeat must make the move durable and
+ * commit it exactly once (one event for the listeners, one audit line), as a first success would.
+ */
+test('a claim, completion or rejection that failed after its rename is made durable and committed once by its repeat', async (t) => {
+  const TOKEN = 'k'.repeat(43);
+  const cases: Array<{ name: string; dir: string; failAudit: boolean; run: (s: Spool, id: string) => Promise<unknown> }> = [];
+  for (const failAudit of [false, true]) {
+    cases.push(
+      { name: 'claim', dir: 'claimed', failAudit, run: (s, id) => s.claim(id, 'alice', { token: TOKEN }) },
+      { name: 'complete', dir: 'archive', failAudit, run: (s, id) => s.complete(id, TOKEN, { outcome: 'connected' }) },
+      { name: 'reject claimed', dir: 'rejected', failAudit, run: (s, id) => s.reject(id, { reason: 'busy', by: 'alice', token: TOKEN }) },
+      { name: 'reject pending', dir: 'rejected', failAudit, run: (s, id) => s.reject(id, { reason: 'busy', by: 'alice' }) },
+    );
+  }
+  for (const c of cases) {
+    const fs = new TestFs();
+    const dir = await root(t);
+    const spool = await openSpool({ root: dir, exclusive: true, fs: fs.ops });
+    const id = `ex-fail-${c.name.replace(' ', '-')}-${c.failAudit ? 'audit' : 'fsync'}`;
+    await spool.put(makePayload({ id, nowMs: T0 }).text);
+    if (c.name !== 'claim' && c.name !== 'reject pending') await spool.claim(id, 'alice', { token: TOKEN });
+    const heard: string[] = [];
+    spool.onTransition((e) => heard.push(`${e.from}->${e.to}`));
+    const destDir = c.dir === 'claimed' ? path.join(dir, 'claimed') : path.join(dir, c.dir, bucketOf(id));
+    let destSynced = false;
+    fs.failWhen = c.failAudit
+      ? (call) => {
+          // The audit line's fsync is the first file fsync after the destination directory's.
+          if (call.op === 'fsyncDir' && call.args[0] === destDir) destSynced = true;
+          return destSynced && call.op === 'fsync';
+        }
+      : (call) => call.op === 'fsyncDir' && call.args[0] === destDir;
+    await assert.rejects(c.run(spool, id), { code: 'IO' }, `${c.name}: the first attempt fails`);
+    assert.equal(fs.failWhen, undefined, `${c.name}: the injected failure happened`);
+    assert.equal(heard.length, c.failAudit ? 1 : 0, `${c.name}: listeners hear of a move only once it is durable`);
+    fs.reset();
+    await c.run(spool, id);
+    assert.ok(
+      fs.calls.some((call) => call.op === 'fsyncDir' && call.args[0] === destDir),
+      `${c.name}: the repeat fsyncs ${path.relative(dir, destDir)} before it answers`,
+    );
+    assert.equal(heard.length, 1, `${c.name}: listeners hear of it once (${heard.join(', ')})`);
+    await c.run(spool, id);
+    assert.equal(heard.length, 1, `${c.name}: a third attempt commits nothing more`);
+    await spool.close();
+    const audit = await verifyAudit(path.join(dir, 'events'));
+    assert.equal(audit.ok, true, `${c.name}: ${JSON.stringify(audit)}`);
+    const setup = c.name === 'claim' || c.name === 'reject pending' ? 1 : 2;
+    assert.equal(audit.lines, setup + 1, `${c.name}: one audit line for the transition`);
+  }
+});
+
 test('a repeated put of a pending handoff in an exclusive spool writes nothing; other bytes → CONFLICT', async (t) => {
   const fs = new TestFs();
   const spool = await openSpool({ root: await root(t), exclusive: true, fs: fs.ops });
