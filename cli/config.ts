@@ -61,6 +61,7 @@ export const SETTINGS = {
   hubConfig: { flag: 'hubConfig', env: 'HANDOFF_HUB_CONFIG', file: 'hub_server.config', kind: 'path' },
   bodyLimit: { flag: 'bodyLimit', env: 'HANDOFF_BODY_LIMIT', file: 'hub_server.body_limit', default: 1_048_576, kind: 'number' },
   maxPending: { flag: 'maxPending', env: 'HANDOFF_MAX_PENDING', file: 'hub_server.max_pending', default: 100, kind: 'number' },
+  maxParked: { flag: 'maxParked', env: 'HANDOFF_MAX_PARKED', file: 'hub_server.max_parked', default: 32, kind: 'number' },
   sweepIntervalMs: { flag: 'sweepInterval', env: 'HANDOFF_SWEEP_INTERVAL_MS', file: 'hub_server.sweep_interval_ms', default: 1000, kind: 'number' },
   logLevel: { flag: 'logLevel', env: 'HANDOFF_LOG_LEVEL', file: 'log_level', default: 'info', kind: 'string' },
 } as const satisfies Record<string, Setting>;
@@ -111,6 +112,7 @@ export const ConfigSchema = z.object({
   hubConfig: z.string().optional(),
   bodyLimit: z.number().int().min(1024, 'must be at least 1024 bytes'),
   maxPending: z.number().int().min(1, 'must be at least 1'),
+  maxParked: z.number().int().min(1, 'must be at least 1'),
   sweepIntervalMs: z.number().int().min(10, 'must be at least 10 ms').max(3_600_000, 'must be at most an hour'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { message: 'must be a pino level (fatal … trace, or silent)' }),
 });

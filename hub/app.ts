@@ -92,6 +92,8 @@ export interface HubLimits {
   pollBatch: number;
   /** Time allowed to receive a request body; default 10 s (a trickling client gets 400). */
   bodyTimeoutMs: number;
+  /** Long-polls and watches one agent may have parked at once; default 32 (then 429 TOO_MANY_WAITING). */
+  maxParkedPerAgent: number;
 }
 
 export const DEFAULT_HUB_LIMITS: Readonly<HubLimits> = Object.freeze({
@@ -100,6 +102,7 @@ export const DEFAULT_HUB_LIMITS: Readonly<HubLimits> = Object.freeze({
   maxWaitSec: 30,
   pollBatch: 16,
   bodyTimeoutMs: 10_000,
+  maxParkedPerAgent: 32,
 });
 
 export interface HubAppOptions {
@@ -178,7 +181,7 @@ export function createHubApp(options: HubAppOptions): HubApp {
   const clock = options.clock ?? Date.now;
   const logger = options.logger ?? pino({ level: 'silent' });
   const limits = resolveLimits(options.limits);
-  const waiters = new WaiterRegistry();
+  const waiters = new WaiterRegistry({ maxPerAgent: limits.maxParkedPerAgent });
   const metrics = createHubMetrics({ parkedPolls: () => waiters.parkedPolls, watchers: () => waiters.watchers }, options.metrics);
   const janitor = options.janitor === false ? undefined : new Janitor({ spool, clock, logger, sweepIntervalMs: options.janitor?.sweepIntervalMs });
 
@@ -310,7 +313,7 @@ export function createHubApp(options: HubAppOptions): HubApp {
       const remaining = deadline - performance.now();
       if (remaining <= 0) break;
       // Park first, then look: a handoff that becomes pending in between wakes this waiter.
-      const parked = waiters.parkPoll(agent, { waitMs: remaining, signal: c.req.raw.signal });
+      const parked = waiters.parkPoll({ agent, waitMs: remaining, signal: c.req.raw.signal });
       found = await pendingFor(agent);
       if (found.length > 0) {
         parked.cancel();
@@ -377,13 +380,10 @@ export function createHubApp(options: HubAppOptions): HubApp {
     const since = parseState(c.req.query('since'));
     const deadline = performance.now() + waitMs;
 
-    let parked: Parked | undefined = waitMs > 0 ? waiters.watch(id, { waitMs, signal: c.req.raw.signal }) : undefined;
+    let parked: Parked | undefined = waitMs > 0 ? waiters.watch(id, { agent, waitMs, signal: c.req.raw.signal }) : undefined;
     let record: HandoffRecord;
     try {
-      record = await existingRecord(id);
-      if (record.payload.from_agent !== agent && record.payload.to_agent !== agent) {
-        throw new HandoffError('FORBIDDEN', 'only the initiator and the target may look at a handoff');
-      }
+      record = await visibleRecord(id, agent);
     } catch (err) {
       parked?.cancel();
       throw err;
@@ -399,7 +399,7 @@ export function createHubApp(options: HubAppOptions): HubApp {
       parked = undefined;
       const remaining = deadline - performance.now();
       if (reason === 'event' && record.state === baseline && remaining > 0) {
-        parked = waiters.watch(id, { waitMs: remaining, signal: c.req.raw.signal });
+        parked = waiters.watch(id, { agent, waitMs: remaining, signal: c.req.raw.signal });
         // Re-read after parking again, for the same reason as the first time.
         record = await existingRecord(id);
       }
@@ -426,15 +426,29 @@ export function createHubApp(options: HubAppOptions): HubApp {
     return record;
   }
 
+  /**
+   * The record of `id` as `agent` may see it: a handoff exists only for its initiator and its
+   * target. Any other agent gets NOT_FOUND, as for an id that does not exist, so that it cannot
+   * learn which handoffs (and so which callers) passed between two other agents.
+   */
+  async function visibleRecord(id: string, agent: string): Promise<HandoffRecord> {
+    const record = await spool.get(id);
+    if (record === undefined || (record.payload.from_agent !== agent && record.payload.to_agent !== agent)) {
+      throw new HandoffError('NOT_FOUND', 'no such handoff');
+    }
+    return record;
+  }
+
   async function recordFor(c: Context<HubEnv>): Promise<HandoffRecord> {
-    return existingRecord(idParam(c));
+    return visibleRecord(idParam(c), c.get('agent'));
   }
 
   /** A request on one handoff with a JSON body: the caller, the id, the body checked, the record. */
   async function handoffRequest<T>(c: Context<HubEnv>, schema: z.ZodType<T>): Promise<{ agent: string; id: string; input: T; record: HandoffRecord }> {
     const id = idParam(c);
     const input = await jsonBody(c, schema);
-    return { agent: c.get('agent'), id, input, record: await existingRecord(id) };
+    const agent = c.get('agent');
+    return { agent, id, input, record: await visibleRecord(id, agent) };
   }
 
   async function jsonBody<T>(c: Context<HubEnv>, schema: z.ZodType<T>): Promise<T> {
@@ -480,7 +494,9 @@ function idParam(c: Context<HubEnv>): string {
 }
 
 function requireClaimer(record: HandoffRecord, agent: string): void {
-  if (record.state === 'pending') throw new HandoffError('INVALID_STATE', 'the handoff has not been accepted');
+  if (record.payload.to_agent !== agent) throw new HandoffError('FORBIDDEN', 'only the claimer may do this');
+  // Pending, or ended (rejected, expired) without ever being accepted.
+  if (record.relay.claimed_by === undefined) throw new HandoffError('INVALID_STATE', `the handoff was not accepted (it is ${record.state})`);
   if (record.relay.claimed_by !== agent) throw new HandoffError('FORBIDDEN', 'only the claimer may do this');
 }
 

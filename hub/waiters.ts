@@ -9,7 +9,11 @@
  *
  * Callers register before they look at the spool and cancel if they found work, so a transition
  * that lands between "look" and "park" is never missed.
+ *
+ * Every waiter holds a connection open, so each agent may park only so many (`maxPerAgent`): one
+ * runaway or hostile client cannot use up the hub's sockets and starve the other agents.
  */
+import { HandoffError } from '../protocol/index.js';
 import type { TransitionEvent } from '../spool/index.js';
 
 /** Why a parked request resumed. */
@@ -26,6 +30,8 @@ interface Waiter {
 }
 
 export interface ParkOptions {
+  /** The agent whose request parks (counted against its `maxPerAgent`). */
+  agent: string;
   waitMs: number;
   signal?: AbortSignal;
 }
@@ -35,18 +41,30 @@ const RESOLVED_CLOSED: Parked = Object.freeze({ done: Promise.resolve<WakeReason
 export class WaiterRegistry {
   readonly #polls = new Map<string, Set<Waiter>>();
   readonly #watchers = new Map<string, Set<Waiter>>();
+  readonly #perAgent = new Map<string, number>();
+  readonly #maxPerAgent: number;
   #pollCount = 0;
   #watchCount = 0;
   #closed = false;
 
-  /** Parks a poll of `agent` until a handoff for it becomes pending. */
-  parkPoll(agent: string, options: ParkOptions): Parked {
-    return this.#park(this.#polls, agent, options, (delta) => {
+  constructor(options: { maxPerAgent: number }) {
+    this.#maxPerAgent = options.maxPerAgent;
+  }
+
+  /**
+   * Parks a poll of `options.agent` until a handoff for it becomes pending.
+   * @throws HandoffError TOO_MANY_WAITING when the agent has `maxPerAgent` waiters parked.
+   */
+  parkPoll(options: ParkOptions): Parked {
+    return this.#park(this.#polls, options.agent, options, (delta) => {
       this.#pollCount += delta;
     });
   }
 
-  /** Parks a watcher of handoff `id` until its state changes. */
+  /**
+   * Parks a watcher of handoff `id` until its state changes.
+   * @throws HandoffError TOO_MANY_WAITING when the agent has `maxPerAgent` waiters parked.
+   */
   watch(id: string, options: ParkOptions): Parked {
     return this.#park(this.#watchers, id, options, (delta) => {
       this.#watchCount += delta;
@@ -89,11 +107,18 @@ export class WaiterRegistry {
   #park(map: Map<string, Set<Waiter>>, key: string, options: ParkOptions, count: (delta: number) => void): Parked {
     if (this.#closed) return RESOLVED_CLOSED;
     if (options.signal?.aborted) return { done: Promise.resolve('aborted'), cancel: () => undefined };
+    const { agent } = options;
+    const parkedByAgent = this.#perAgent.get(agent) ?? 0;
+    if (parkedByAgent >= this.#maxPerAgent) {
+      throw new HandoffError('TOO_MANY_WAITING', `agent has ${parkedByAgent} requests parked already (the most allowed)`);
+    }
+    this.#perAgent.set(agent, parkedByAgent + 1);
     let resolve!: (reason: WakeReason) => void;
     const done = new Promise<WakeReason>((r) => {
       resolve = r;
     });
     let finished = false;
+    const agentCounts = this.#perAgent;
     const onAbort = (): void => waiter.finish('aborted');
     const waiter: Waiter = {
       finish(reason) {
@@ -107,6 +132,9 @@ export class WaiterRegistry {
           if (set.size === 0) map.delete(key);
         }
         count(-1);
+        const left = (agentCounts.get(agent) ?? 1) - 1;
+        if (left === 0) agentCounts.delete(agent);
+        else agentCounts.set(agent, left);
         resolve(reason);
       },
     };

@@ -34,6 +34,7 @@ export const ERROR_CODES = Object.freeze({
   TOO_LARGE: { http: 413, exit: 33, summary: 'request body too large' },
   UNAVAILABLE: { http: 503, exit: 34, summary: 'service unavailable or unreachable' },
   TIMEOUT: { http: 504, exit: 35, summary: 'timed out' },
+  TOO_MANY_WAITING: { http: 429, exit: 36, summary: 'this agent has too many long-polls and watches parked' },
   // Configuration and usage (CLI).
   USAGE: { http: 400, exit: 2, summary: 'wrong command-line usage' },
   CONFIG: { http: 500, exit: 3, summary: 'invalid configuration' },

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { createHubApp, HubAuth, tokenSha256, type HubApp } from '../hub/index.js';
+import { createHubApp, HubAuth, tokenSha256, type HubApp, type HubLimits } from '../hub/index.js';
 import { HandoffError } from '../protocol/index.js';
 import { openSpool } from '../spool/index.js';
 import { authHeaders, makePayload, TEST_TOKENS } from './helpers/hub.js';
@@ -14,7 +14,7 @@ function testAuth(): HubAuth {
 }
 
 /** An app over a real spool with a clock the test moves; no socket. */
-async function appWithClock(t: TestContext, options: { sweepIntervalMs?: number; leaseMs?: number; janitor?: boolean } = {}) {
+async function appWithClock(t: TestContext, options: { sweepIntervalMs?: number; leaseMs?: number; janitor?: boolean; limits?: Partial<HubLimits> } = {}) {
   const dir = await tmpDir(t);
   const clock = { now: T0 };
   const spool = await openSpool({ root: path.join(dir, 'spool'), clock: () => clock.now, leaseMs: options.leaseMs, exclusive: true });
@@ -23,6 +23,7 @@ async function appWithClock(t: TestContext, options: { sweepIntervalMs?: number;
     auth: testAuth(),
     clock: () => clock.now,
     janitor: options.janitor === false ? false : { sweepIntervalMs: options.sweepIntervalMs ?? 600_000 },
+    limits: options.limits,
   });
   t.after(async () => {
     await app.close();
@@ -115,4 +116,36 @@ test('an aborted request frees its watcher at once', async (t) => {
   controller.abort();
   await watching.catch(() => undefined);
   assert.equal(app.waiters.watchers, 0);
+});
+
+test('an agent may park only maxParkedPerAgent polls and watches; the next gets 429 and others are unaffected', async (t) => {
+  const { app } = await appWithClock(t, { limits: { maxParkedPerAgent: 2 } });
+  const p = makePayload({ nowMs: T0 });
+  const parked = [get(app, '/api/v1/handoffs/poll?agent=alice&wait=10', 'alice'), get(app, '/api/v1/handoffs/poll?agent=alice&wait=10', 'alice')];
+  while (app.waiters.parkedPolls < 2) await new Promise((r) => setImmediate(r));
+  const third = await get(app, '/api/v1/handoffs/poll?agent=alice&wait=10', 'alice');
+  assert.equal(third.status, 429);
+  assert.equal(((await third.json()) as { error: { code: string } }).error.code, 'TOO_MANY_WAITING');
+  const noWait = await get(app, '/api/v1/handoffs/poll?agent=alice', 'alice');
+  assert.equal(noWait.status, 204, 'a poll that does not wait still answers');
+  assert.equal((await post(app, '/api/v1/handoffs/start', 'bob', p.text)).status, 201, 'another agent is not affected');
+  const watchOfAlice = await get(app, `/api/v1/handoffs/${p.id}?wait=10`, 'alice');
+  assert.equal(watchOfAlice.status, 200, 'the start woke both polls: alice has room again');
+  assert.deepEqual((await Promise.all(parked)).map((r) => r.status), [200, 200]);
+  assert.equal(app.waiters.parkedPolls + app.waiters.watchers, 0, 'the counts are back to zero');
+});
+
+test('complete or renew of a handoff rejected before anyone accepted it → 409 INVALID_STATE', async (t) => {
+  const { app } = await appWithClock(t);
+  const p = makePayload({ nowMs: T0 });
+  await post(app, '/api/v1/handoffs/start', 'bob', p.text);
+  assert.equal((await post(app, `/api/v1/handoffs/${p.id}/reject`, 'alice', JSON.stringify({ reason: 'busy' }))).status, 200);
+  for (const [op, body] of [
+    ['complete', { claim_token: 't'.repeat(43), outcome: 'connected' }],
+    ['renew', { claim_token: 't'.repeat(43) }],
+  ] as const) {
+    const res = await post(app, `/api/v1/handoffs/${p.id}/${op}`, 'alice', JSON.stringify(body));
+    assert.equal(res.status, 409, op);
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'INVALID_STATE', op);
+  }
 });

@@ -32,7 +32,7 @@ test('a missing, malformed or unknown bearer token → 401 with WWW-Authenticate
   assert.equal(poll.headers.get('www-authenticate'), 'Bearer realm="handoff-hub"');
 });
 
-test('a known agent acting outside its role → 403 FORBIDDEN on every endpoint', async (t) => {
+test('a known agent acting outside its role → 403 FORBIDDEN on every endpoint; a handoff of others is not found', async (t) => {
   const { url } = await startTestHub(t);
   const p = makePayload({ from: 'bob', to: 'alice' });
 
@@ -47,11 +47,19 @@ test('a known agent acting outside its role → 403 FORBIDDEN on every endpoint'
   const byInitiator = await postJson(api(url, `/handoffs/${p.id}/accept`), 'bob', '');
   assert.equal(byInitiator.status, 403, 'accept: only the target');
 
-  const rejectByOther = await postJson(api(url, `/handoffs/${p.id}/reject`), 'gordon', JSON.stringify({ reason: 'busy' }));
-  assert.equal(rejectByOther.status, 403, 'reject: only the target');
-
-  const lookByOther = await getText(api(url, `/handoffs/${p.id}`), 'gordon');
-  assert.equal(lookByOther.status, 403, 'get: only the two parties');
+  // An agent that is neither initiator nor target gets what it gets for an id that does not
+  // exist, on every endpoint: it cannot learn which handoffs passed between two others.
+  const unknownId = `${p.id.slice(0, -4)}ffff`;
+  const byOther = async (id: string): Promise<unknown[]> => [
+    (await getText(api(url, `/handoffs/${id}`), 'gordon')).status,
+    (await getText(api(url, `/handoffs/${id}?wait=1`), 'gordon')).status,
+    (await postJson(api(url, `/handoffs/${id}/accept`), 'gordon', '')).status,
+    (await postJson(api(url, `/handoffs/${id}/reject`), 'gordon', JSON.stringify({ reason: 'busy' }))).status,
+    (await postJson(api(url, `/handoffs/${id}/complete`), 'gordon', JSON.stringify({ claim_token: 't'.repeat(43), outcome: 'connected' }))).status,
+    (await postJson(api(url, `/handoffs/${id}/renew`), 'gordon', JSON.stringify({ claim_token: 't'.repeat(43) }))).status,
+  ];
+  assert.deepEqual(await byOther(p.id), await byOther(unknownId), 'the same answers for an existing and an unknown id');
+  assert.deepEqual(await byOther(p.id), [404, 404, 404, 404, 404, 404]);
 
   const claim = await postJson(api(url, `/handoffs/${p.id}/accept`), 'alice', '');
   const completeByInitiator = await postJson(

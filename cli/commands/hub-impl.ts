@@ -49,7 +49,7 @@ export async function serveHub(flags: HubServeFlags, ready: (url: string) => voi
     configFile: hubConfig,
     configMissingOk: !named,
     logger,
-    limits: { bodyLimitBytes: c.bodyLimit, maxPendingPerTarget: c.maxPending },
+    limits: { bodyLimitBytes: c.bodyLimit, maxPendingPerTarget: c.maxPending, maxParkedPerAgent: c.maxParked },
     sweepIntervalMs: c.sweepIntervalMs,
   });
 

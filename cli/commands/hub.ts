@@ -8,6 +8,7 @@ export interface HubServeFlags {
   config?: string;
   bodyLimit?: string;
   maxPending?: string;
+  maxParked?: string;
   sweepInterval?: string;
   logLevel?: string;
   json?: boolean;
@@ -31,6 +32,7 @@ export function register(program: Command): void {
     .option('--config <file>', 'hub config file with the agents (HANDOFF_HUB_CONFIG; default ~/.handoff/hub.json)')
     .option('--body-limit <bytes>', 'largest accepted request body (default 1 MiB)')
     .option('--max-pending <n>', 'pending handoffs allowed per target (default 100)')
+    .option('--max-parked <n>', 'long-polls and watches one agent may keep parked (default 32)')
     .option('--sweep-interval <ms>', 'period of the janitor sweep (default 1000)')
     .option('--log-level <level>', 'pino log level; logs go to stderr (default info)')
     .option('--json', 'print the URL as one JSON line')
