@@ -23,6 +23,12 @@ import { HandoffError } from './errors.js';
 
 /** Maximum nesting of arrays/objects accepted by the parser (Python's own limit is near 1000). */
 export const MAX_DEPTH = 256;
+/**
+ * Longest integer, in digits, accepted or signed: Python (3.11 and later) refuses to convert a
+ * longer one from text (`sys.int_info.default_max_str_digits`), so the reference's `json.loads`
+ * fails on it; relaying such a payload would hand the reference one it cannot read.
+ */
+export const MAX_INT_DIGITS = 4300;
 
 /** A JSON number kept as the exact lexeme it was received or built with. */
 export class JsonNumber {
@@ -142,8 +148,10 @@ class Parser {
     const m = NUMBER_RE.exec(this.text);
     if (!m) this.error('invalid number');
     const lexeme = m[0];
-    if (isFloatLexeme(lexeme) && !Number.isFinite(Number(lexeme))) {
-      this.error('number out of range (it would be Infinity)');
+    if (isFloatLexeme(lexeme)) {
+      if (!Number.isFinite(Number(lexeme))) this.error('number out of range (it would be Infinity)');
+    } else if (lexeme.length - (lexeme.startsWith('-') ? 1 : 0) > MAX_INT_DIGITS) {
+      this.error(`integer longer than ${MAX_INT_DIGITS} digits (Python refuses to read it)`);
     }
     this.pos += lexeme.length;
     return new JsonNumber(lexeme);
@@ -429,7 +437,11 @@ export function fromJs(value: unknown, depth = 0): JsonValue {
     if (!value.isWellFormed()) throw new HandoffError('SCHEMA', 'string contains a lone surrogate');
     return value;
   }
-  if (typeof value === 'bigint') return new JsonNumber(value.toString());
+  if (typeof value === 'bigint') {
+    const digits = value.toString();
+    if (digits.length - (value < 0n ? 1 : 0) > MAX_INT_DIGITS) throw new HandoffError('SCHEMA', `integer longer than ${MAX_INT_DIGITS} digits`);
+    return new JsonNumber(digits);
+  }
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new HandoffError('SCHEMA', 'NaN and Infinity are not JSON');
     if (Number.isInteger(value)) return new JsonNumber(BigInt(value).toString());

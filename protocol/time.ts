@@ -17,10 +17,14 @@ export function parseIsoTime(text: string): number | undefined {
   const hour = Number(h);
   const minute = Number(mi);
   const second = Number(s);
-  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return undefined;
-  const ms = Number(`0.${frac}`) * 1000;
-  const local = Date.UTC(year, month - 1, day, hour, minute, second, 0) + ms;
-  if (new Date(Date.UTC(year, month - 1, day)).getUTCDate() !== day) return undefined;
+  // Year 0 does not exist for Python's datetime (MINYEAR is 1).
+  if (year < 1 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return undefined;
+  // setUTCFullYear, not Date.UTC: Date.UTC reads the years 0–99 as 1900–1999.
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  if (date.getUTCDate() !== day) return undefined; // e.g. 31 April rolled over into May
+  date.setUTCHours(hour, minute, second, 0);
+  const local = date.getTime() + Number(`0.${frac}`) * 1000;
   let offsetMin = 0;
   if (zone !== 'Z' && zone !== 'z') {
     const sign = zone[0] === '-' ? -1 : 1;

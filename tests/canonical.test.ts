@@ -79,6 +79,22 @@ test('the parser refuses what Python and JavaScript could read differently', () 
   assertSchemaError(() => parseJson(''), /end of input/);
 });
 
+test('integers longer than Python reads (4300 digits) are refused, when parsed and when signed', () => {
+  const longest = `[${'9'.repeat(4300)},-${'9'.repeat(4300)}]`;
+  assert.equal(canon(longest), longest);
+  assertSchemaError(() => parseJson(`[${'9'.repeat(4301)}]`), /longer than 4300 digits/);
+  assertSchemaError(() => parseJson(`[-${'9'.repeat(4301)}]`), /longer than 4300 digits/);
+  assert.equal(canon(`[0.${'1'.repeat(5000)}]`), '[0.1111111111111111]', 'a float is limited by its range, not its digits');
+  assertSchemaError(() => fromJs([10n ** 4300n]), /longer than 4300 digits/);
+  assert.equal(canonicalJson(fromJs([10n ** 4299n])).length, 4302);
+});
+
+test('Python refuses the same integers', { skip: !HAS_PYTHON && 'python3 not installed' }, () => {
+  const [ok, refused] = pythonCanonical([`[${'9'.repeat(4300)}]`, `[${'9'.repeat(4301)}]`]);
+  assert.equal(ok, `[${'9'.repeat(4300)}]`);
+  assert.equal(refused, null);
+});
+
 test('a __proto__ key is data, not a prototype change', () => {
   const value = parseJson('{"__proto__":{"polluted":true},"a":1}');
   assert.equal(canonicalJson(value), '{"__proto__":{"polluted":true},"a":1}');

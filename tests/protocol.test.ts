@@ -13,6 +13,7 @@ import {
   keyFilePath,
   keyRingFromSecrets,
   loadKeyRing,
+  parseIsoTime,
   parseJson,
   parsePayload,
   readKeyFile,
@@ -143,6 +144,25 @@ test('schema rules of §3.1 are enforced with clear messages', () => {
   }
   const withUnknown = signPayload({ ...base, x_custom: { nested: [1.5, 'é'] } }, SECRET);
   assert.deepEqual(parsePayload(withUnknown.text).payload.x_custom, { nested: [1.5, 'é'] }, 'unknown fields are kept and signed');
+});
+
+test('timestamps are read as Python datetime.fromisoformat reads them, years 1 to 99 included', () => {
+  // Expected values from CPython 3.11: int(round(datetime.fromisoformat(s).timestamp() * 1000)).
+  const cases: Array<[string, number | undefined]> = [
+    ['0050-06-01T00:00:00Z', -60576249600000],
+    ['0001-01-01T00:00:00+00:00', -62135596800000],
+    ['0099-12-31T23:59:59.5Z', -59011459200500],
+    ['2024-02-29T12:30:45.123456+05:30', 1709190045123],
+    ['1999-12-31T23:59:59-08:00', 946713599000],
+    ['0000-01-01T00:00:00Z', undefined],
+    ['2026-02-29T00:00:00Z', undefined],
+    ['2026-04-31T00:00:00Z', undefined],
+    ['2026-11-22T10:00:00', undefined],
+  ];
+  for (const [text, expected] of cases) {
+    const ms = parseIsoTime(text);
+    assert.equal(ms === undefined ? undefined : Math.round(ms), expected, text);
+  }
 });
 
 test('protocol_version must be the integer 1', () => {
