@@ -13,7 +13,7 @@ import { readFileSync, statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { AGENT_NAME_RE, E164_RE, HandoffError } from '../protocol/index.js';
+import { AGENT_NAME_RE, E164_RE, HandoffError, parseJson, toJs } from '../protocol/index.js';
 
 /** Where a resolved value came from (shown in errors and by `handoff doctor`). */
 export type Source = 'flag' | 'env' | 'file' | 'default';
@@ -157,7 +157,9 @@ function readConfigFile(file: string, required: boolean): unknown {
     throw new HandoffError('CONFIG', `cannot read config file ${file}`, { cause });
   }
   try {
-    const doc = JSON.parse(text) as unknown;
+    // Our parser, not JSON.parse: its messages give the offset, never a piece of the text (the
+    // file holds phone numbers).
+    const doc = toJs(parseJson(text));
     if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new Error('the file must hold a JSON object');
     return doc;
   } catch (cause) {

@@ -9,9 +9,26 @@ export interface OutputOptions {
   json?: boolean;
 }
 
+/**
+ * JSON text that a `--json` document carries as it is, not re-encoded: a signed payload, whose
+ * numbers (`3.0`, integers beyond 2^53) JavaScript values cannot hold, so that what is printed
+ * still verifies.
+ */
+export class RawJson {
+  constructor(readonly text: string) {}
+}
+
+/** `JSON.stringify`, with each `RawJson` inside spliced in verbatim. */
+export function stringifyWithRaw(data: unknown): string {
+  const raws: string[] = [];
+  const json = JSON.stringify(data, (_key, value: unknown) => (value instanceof RawJson ? `\u0000raw:${raws.push(value.text) - 1}` : value));
+  // JSON.stringify writes the NUL as the six characters \u0000, which no other string produces.
+  return raws.length === 0 ? json : json.replace(/"\\u0000raw:(\d+)"/g, (_m, i: string) => raws[Number(i)] as string);
+}
+
 /** Writes a command's result: `human(data)` as text, or `data` as one JSON document. */
 export function emit<T>(opts: OutputOptions, data: T, human: (data: T) => string): void {
-  if (opts.json) process.stdout.write(`${JSON.stringify(data)}\n`);
+  if (opts.json) process.stdout.write(`${stringifyWithRaw(data)}\n`);
   else {
     const text = human(data);
     if (text) process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);

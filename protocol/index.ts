@@ -31,6 +31,7 @@ export {
   HANDOFF_ID_RE,
   isExpired,
   isSafeId,
+  MAX_HOP,
   parsePayload,
   PayloadSchema,
   PRIORITIES,

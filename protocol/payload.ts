@@ -15,6 +15,8 @@ export const HANDOFF_ID_RE = /^[A-Za-z0-9_-]{1,128}$/;
 export const AGENT_NAME_RE = /^[a-z][a-z0-9_-]{0,31}$/;
 export const CALLER_HASH_RE = /^[0-9a-f]{16}$/;
 export const E164_RE = /^\+[1-9][0-9]{1,14}$/;
+/** The largest `hop` (how many times a conversation was handed on) a payload may carry. */
+export const MAX_HOP = 1000;
 
 /** True when `id` is a safe handoff id (`[A-Za-z0-9_-]{1,128}`). */
 export function isSafeId(id: unknown): id is string {
@@ -79,7 +81,7 @@ export const PayloadSchema = z
     channel: z.enum(CHANNELS).optional(),
     priority: z.enum(PRIORITIES).optional(),
     kid: z.string().max(64).optional(),
-    hop: z.number().int().min(0).max(1000).optional(),
+    hop: z.number().int().min(0).max(MAX_HOP).optional(),
   })
   .superRefine((p, ctx) => {
     if (p.from_agent === p.to_agent) {

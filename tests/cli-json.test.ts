@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { ERROR_CODES, keyFilePath, writeKeyFile } from '../protocol/index.js';
+import { ERROR_CODES, keyFilePath, parseJsonDocument, writeKeyFile } from '../protocol/index.js';
 import { runCli } from './helpers/cli.js';
 import { tmpDir } from './helpers/tmp.js';
 
@@ -99,6 +99,43 @@ test('errors with --json are one JSON document on stderr, with the exit status o
     assert.equal(err.error.code, code, `${args.join(' ')} → ${r.stderr}`);
     assert.equal(r.code, ERROR_CODES[code].exit);
   }
+});
+
+test('start signs the transcript as written and checks --caller and --hop; show --payload prints bytes that verify', async (t) => {
+  const dir = await tmpDir(t);
+  const spool = path.join(dir, 'spool');
+  const bobKeys = path.join(dir, 'bob-keys');
+  const aliceKeys = path.join(dir, 'alice-keys');
+  await writeKeyFile(keyFilePath(bobKeys, 'alice'), SECRET);
+  await writeKeyFile(keyFilePath(aliceKeys, 'bob'), SECRET);
+  const cli = (...args: string[]) => runCli(args, { cwd: dir, env: { HOME: dir } });
+  const startArgs = ['start', '--spool', spool, '--agent', 'bob', '--to', 'alice', '--reason', 'scheduling', '--keys', bobKeys, '--ttl', '300', '--json'];
+  for (const [flag, value] of [['--caller', ''], ['--caller', 'not a number'], ['--caller', '+1 555 123 4567'], ['--hop', '0x10'], ['--hop', ''], ['--hop', '5000'], ['--hop', '-1']]) {
+    const args = flag === '--caller' ? [...startArgs, flag, value as string] : [...startArgs, '--caller', '+15551234567', flag as string, value as string];
+    const r = await cli(...args);
+    assert.equal(r.code, ERROR_CODES.USAGE.exit, `${flag} ${JSON.stringify(value)}: ${r.stderr}`);
+  }
+  await assert.rejects(readdir(spool), { code: 'ENOENT' }, 'a refused start touched nothing');
+
+  // Numbers a JavaScript value cannot hold: Python's json.dumps keeps them as written.
+  const transcript = path.join(dir, 't.json');
+  await writeFile(transcript, '[{"role":"user","text":"hi","score":3.0,"n":12345678901234567890}]');
+  const start = await cli(...startArgs, '--caller', '+15551234567', '--hop', '2', '--transcript', transcript);
+  assert.equal(start.code, 0, start.stderr);
+  const id = String(json(start.stdout).handoff_id);
+  const stored = await readFile(path.join(spool, 'handoff', `${id}.json`), 'utf8');
+  assert.ok(stored.includes('"n":12345678901234567890,"role":"user","score":3.0,"text":"hi"'), stored);
+  assert.ok(stored.includes('"hop":2'), stored);
+
+  const shown = await cli('show', id, '--spool', spool, '--payload', '--json');
+  const doc = parseJsonDocument(shown.stdout.trim());
+  const span = doc.spans.get('payload');
+  assert.ok(span, shown.stdout);
+  assert.equal(doc.text.slice(span.start, span.end), stored, 'the payload is printed byte for byte');
+  const file = path.join(dir, 'shown.json');
+  await writeFile(file, doc.text.slice(span.start, span.end));
+  const verified = json((await cli('verify', file, '--agent', 'alice', '--keys', aliceKeys, '--json')).stdout);
+  assert.equal(verified.valid, true, 'what show prints still verifies');
 });
 
 test('demo --keep --json leaves a spool with one archived handoff whose payload verifies', async (t) => {

@@ -3,6 +3,7 @@ import { PolicyEngine, toStartFields } from '../../policy/index.js';
 import type { Decision, Evidence, Signals, StartFields } from '../../policy/index.js';
 import { HandoffError, toHandoffError } from '../../protocol/errors.js';
 import type { ErrorCode } from '../../protocol/errors.js';
+import { parseJson, toJs } from '../../protocol/index.js';
 
 export interface DecideResult {
   readonly decision: Decision;
@@ -19,9 +20,10 @@ async function readText(file: string, what: string, code: ErrorCode, stdin: () =
   }
 }
 
-function parseJson(text: string, what: string, code: ErrorCode): unknown {
+/** Parses with our parser: its messages give the offset, never a piece of a transcript. */
+function parseDocument(text: string, what: string, code: ErrorCode): unknown {
   try {
-    return JSON.parse(text) as unknown;
+    return toJs(parseJson(text));
   } catch (cause) {
     throw new HandoffError(code, `the ${what} is not valid JSON: ${(cause as Error).message}`, { cause });
   }
@@ -46,11 +48,11 @@ export async function decideFromFiles(
     throw new HandoffError('USAGE', 'only one of --transcript and --signals can read stdin');
   }
   if (flags.policy === '-') throw new HandoffError('USAGE', '--policy must name a file');
-  const engine = new PolicyEngine(parseJson(await readText(flags.policy, 'policy', 'CONFIG', stdin), 'policy', 'CONFIG'));
-  const doc = parseJson(await readText(flags.transcript, 'transcript', 'USAGE', stdin), 'transcript', 'SCHEMA');
+  const engine = new PolicyEngine(parseDocument(await readText(flags.policy, 'policy', 'CONFIG', stdin), 'policy', 'CONFIG'));
+  const doc = parseDocument(await readText(flags.transcript, 'transcript', 'USAGE', stdin), 'transcript', 'SCHEMA');
   const transcript = typeof doc === 'object' && doc !== null && !Array.isArray(doc) && 'transcript' in doc ? doc.transcript : doc;
   const signals =
-    flags.signals === undefined ? {} : parseJson(await readText(flags.signals, 'signals', 'USAGE', stdin), 'signals', 'SCHEMA');
+    flags.signals === undefined ? {} : parseDocument(await readText(flags.signals, 'signals', 'USAGE', stdin), 'signals', 'SCHEMA');
   const decision = engine.decide(transcript, signals);
   // decide() has validated the signals, so they are what the type says.
   const valid = signals as Signals;

@@ -3,14 +3,20 @@ import * as path from 'node:path';
 import { HubClient } from '../../agent-listener/index.js';
 import {
   buildPayload,
+  E164_RE,
   HandoffError,
+  isJsonObject,
   isSafeId,
   keyFilePath,
+  MAX_HOP,
+  parseJson,
   readKeyFile,
+  type JsonValue,
   type TranscriptEntry,
 } from '../../protocol/index.js';
 import { openSpool, type HandoffRecord, type HandoffState, type Spool } from '../../spool/index.js';
 import { readSecret, required, resolveConfig, type ResolvedConfig } from '../config.js';
+import { RawJson } from '../output.js';
 
 type Flags = Record<string, unknown> & { config?: string };
 
@@ -46,35 +52,49 @@ function checkId(id: string): string {
   return id;
 }
 
-/** Reads a transcript: a JSON list of `{role, text, ts?}` from a file or standard input (`-`). */
+/**
+ * Reads a transcript: a JSON list of `{role, text, ts?}` from a file or standard input (`-`). It
+ * is parsed losslessly, so that what is signed keeps every number as written (`3.0`, integers
+ * beyond 2^53), as the reference's `json.dumps` of the same file would; the entries are checked
+ * when the payload is built.
+ */
 export async function readTranscript(file: string | undefined): Promise<TranscriptEntry[]> {
   if (file === undefined) return [];
-  let text: string;
+  let bytes: Buffer;
   try {
     if (file === '-') {
       const chunks: Buffer[] = [];
       for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-      text = Buffer.concat(chunks).toString('utf8');
-    } else text = await readFile(file, 'utf8');
+      bytes = Buffer.concat(chunks);
+    } else bytes = await readFile(file);
   } catch (cause) {
     throw new HandoffError('USAGE', `cannot read transcript ${file}`, { cause });
   }
-  let doc: unknown;
+  let doc: JsonValue;
   try {
-    doc = JSON.parse(text);
+    doc = parseJson(bytes);
   } catch (cause) {
-    throw new HandoffError('USAGE', `transcript ${file} is not JSON`, { cause });
+    // Our parser's message names the position, never the text (a transcript is private).
+    throw new HandoffError('USAGE', `transcript ${file} is not JSON: ${(cause as Error).message}`, { cause });
   }
-  const list = Array.isArray(doc) ? doc : (doc as { transcript?: unknown })?.transcript;
+  const list = Array.isArray(doc) ? doc : isJsonObject(doc) ? doc.transcript : undefined;
   if (!Array.isArray(list)) throw new HandoffError('USAGE', `transcript ${file} must be a JSON list of {role, text}`);
-  return list as TranscriptEntry[];
+  return list as unknown as TranscriptEntry[];
 }
 
-function num(value: unknown, what: string): number | undefined {
+/** A flag that must be a whole number of at most `max`, written in decimal digits. */
+function wholeNumber(value: unknown, what: string, max: number): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new HandoffError('USAGE', `${what} must be a whole number`);
-  return n;
+  const text = String(value);
+  if (!/^\d{1,9}$/.test(text) || Number(text) > max) throw new HandoffError('USAGE', `${what} must be a whole number from 0 to ${max}`);
+  return Number(text);
+}
+
+/** --caller: the caller's number, in E.164 (`+` and up to 15 digits), the form its hash is taken of. */
+function callerNumber(value: unknown): string {
+  const text = String(value);
+  if (!E164_RE.test(text)) throw new HandoffError('USAGE', '--caller must be a phone number in E.164 form, e.g. +15551234567');
+  return text;
 }
 
 export interface StartOutput {
@@ -89,12 +109,14 @@ export async function start(flags: Flags): Promise<StartOutput> {
   const cfg = configOf(flags);
   const from = required(cfg, 'agent');
   const to = String(flags.to);
+  const callerId = callerNumber(flags.caller);
+  const hop = wholeNumber(flags.hop, '--hop', MAX_HOP);
   const { secrets } = await readKeyFile(keyFilePath(cfg.config.keysDir, to));
   const signed = buildPayload(
     {
       from,
       to,
-      callerId: String(flags.caller),
+      callerId,
       reason: String(flags.reason),
       transcript: await readTranscript(flags.transcript as string | undefined),
       resumeHint: flags.resumeHint as string | undefined,
@@ -104,7 +126,7 @@ export async function start(flags: Flags): Promise<StartOutput> {
       callSid: flags.callSid as string | undefined,
       channel: flags.channel as 'voice' | undefined,
       priority: flags.priority as 'normal' | undefined,
-      hop: num(flags.hop, '--hop'),
+      hop,
     },
     secrets[0] as Buffer,
     Date.now(),
@@ -171,12 +193,12 @@ export async function show(id: string, flags: Flags): Promise<Record<string, unk
     if (target.mode === 'hub') {
       const view = await target.client.get(id);
       const { payloadText, ...rest } = view as typeof view & { payloadText?: string };
-      return flags.payload && payloadText ? { ...rest, payload: JSON.parse(payloadText) as unknown } : rest;
+      return flags.payload && payloadText ? { ...rest, payload: new RawJson(payloadText) } : rest;
     }
     const record = await target.spool.get(id);
     if (!record) throw new HandoffError('NOT_FOUND', `no handoff ${id} in ${target.spool.root}`);
     const { claim_token_sha256: _hidden, ...facts } = record.relay;
-    return { ...facts, state: record.state, file: record.path, ...(flags.payload ? { payload: JSON.parse(record.payloadText) as unknown } : {}) };
+    return { ...facts, state: record.state, file: record.path, ...(flags.payload ? { payload: new RawJson(record.payloadText) } : {}) };
   });
 }
 

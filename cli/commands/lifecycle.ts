@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { HandoffError } from '../../protocol/errors.js';
-import { AlreadyReported, emit } from '../output.js';
+import { AlreadyReported, emit, stringifyWithRaw } from '../output.js';
 
 /** Options every lifecycle command shares: where the handoffs are, and how to print. */
 function withTarget(cmd: Command): Command {
@@ -75,7 +75,7 @@ export function register(program: Command): void {
     .addHelpText('after', '\nExample:\n  handoff show 1795341600-bob-alice-8a59780bb8cd2ba0 --spool /var/lib/handoff')
     .action(async (id: string, flags: Flags) => {
       const r = await (await impl()).show(id, flags);
-      emit(flags, r, (x) => Object.entries(x).map(([k, v]) => `${k.padEnd(20)} ${typeof v === 'string' ? v : JSON.stringify(v)}`).join('\n'));
+      emit(flags, r, (x) => Object.entries(x).map(([k, v]) => `${k.padEnd(20)} ${typeof v === 'string' ? v : stringifyWithRaw(v)}`).join('\n'));
     });
 
   withTarget(
