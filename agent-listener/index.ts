@@ -27,6 +27,9 @@ export type { CallEnd, CallInfo, CallStatus, DialRequest, DialResult, DialTarget
 /** Prints what would be sent to Twilio and simulates an outcome; never the default with credentials. */
 export { DryRunDialer } from './dry-run-dialer.js';
 
+// Checks of a dial target's URL (the TwiML itself is built inside the dialers).
+export { assertDialTarget } from './twiml.js';
+
 /** HTTP client of the hub; errors come back as HandoffError by code (UNAVAILABLE, TIMEOUT, …). */
 export { HubClient } from './hub-client.js';
 export type { AcceptResult, HandoffView, HubClientOptions, HubHandoffState, StartResult } from './hub-client.js';

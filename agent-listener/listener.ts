@@ -34,6 +34,7 @@ import {
 import { writeBootstrap } from './bootstrap.js';
 import { callEnd, type CallEnd, type CallInfo, type DialTarget, type Dialer } from './dialer.js';
 import { composeFallbackSms } from './sms.js';
+import { assertDialTarget } from './twiml.js';
 import type { DeliveryJournal, ListenerState } from './state.js';
 
 /** One pending handoff as a source delivers it: its id and the exact payload text. */
@@ -146,6 +147,7 @@ export class Listener {
     if (!opts.agent) throw new HandoffError('CONFIG', 'listener needs an agent name');
     if (!(opts.telephony.ringTimeoutSec > 0)) throw new HandoffError('CONFIG', 'ring timeout must be positive');
     if (!(opts.telephony.completeAfterSec >= 0)) throw new HandoffError('CONFIG', 'completeAfterSec must be ≥ 0');
+    assertDialTarget(opts.telephony.target);
     this.clock = opts.clock ?? Date.now;
   }
 

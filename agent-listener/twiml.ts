@@ -14,6 +14,7 @@
  * Twilio drops a query string on a stream URL, so one is refused rather than silently lost.
  */
 import { HandoffError } from '../protocol/index.js';
+import type { DialTarget } from './dialer.js';
 
 /** Twilio's limit on the `Twiml` parameter of a call, in characters. */
 export const TWIML_MAX_CHARS = 4000;
@@ -109,10 +110,25 @@ function sayElement(text: string, budget: number): string {
  * existing one). Throws CONFIG unless `url` is an absolute https:// URL.
  */
 export function twimlUrlWithHandoff(url: string, handoffId: string): string {
-  const parsed = parseUrl(url, 'TwiML URL');
-  if (parsed.protocol !== 'https:') throw new HandoffError('CONFIG', 'TwiML URL must use https://');
+  const parsed = parseTwimlUrl(url);
   parsed.searchParams.set('handoff_id', handoffId);
   return parsed.href;
+}
+
+/**
+ * Throws CONFIG unless `target` can be dialed: checked when a listener is made, so that a wrong
+ * URL stops it at start instead of failing each handoff after it was accepted (with the caller
+ * waiting for a call that cannot come).
+ */
+export function assertDialTarget(target: DialTarget): void {
+  if (target.kind === 'stream') assertStreamUrl(target.url);
+  else parseTwimlUrl(target.url);
+}
+
+function parseTwimlUrl(url: string): URL {
+  const parsed = parseUrl(url, 'TwiML URL');
+  if (parsed.protocol !== 'https:') throw new HandoffError('CONFIG', 'TwiML URL must use https://');
+  return parsed;
 }
 
 function parseUrl(url: string, what: string): URL {

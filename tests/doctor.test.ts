@@ -40,6 +40,12 @@ test('doctor: a good hub set-up passes; a wrong token, an unsafe key file and a 
   const target = await doctor(flags, { TWILIO_AUTH_TOKEN: 'b'.repeat(32) });
   assert.equal(target.checks.find((c) => c.check === 'target')?.status, 'fail');
   assert.equal(target.checks.find((c) => c.check === 'twilio auth token')?.status, 'ok');
+
+  // Not a URL at all: a FAIL line like the others, not a crash that loses the whole report.
+  const notUrl = await doctor(flags, { TWILIO_AUTH_TOKEN: 'b'.repeat(32), HANDOFF_TARGET_URL: 'not a url' });
+  assert.equal(notUrl.checks.find((c) => c.check === 'target')?.status, 'fail');
+  assert.match(notUrl.checks.find((c) => c.check === 'target')?.detail ?? '', /not an absolute URL/);
+  assert.equal(notUrl.checks.find((c) => c.check === 'key bob')?.status, 'fail', 'the rest of the report is there');
 });
 
 test('handoff doctor exits with CONFIG and prints FAIL lines with fixes; an unreachable hub is named', async (t) => {

@@ -14,6 +14,7 @@ import { ListenerState } from '../agent-listener/state.js';
 import {
   buildPayload,
   callerHash,
+  ERROR_CODES,
   HandoffError,
   keyFilePath,
   keyRingFromSecrets,
@@ -236,6 +237,24 @@ test('key files that others can read (0644), symlinks, empty or too short → re
     assert.equal(cli.code, 16, `${name}: handoff listen exits with KEY_FILE's code: ${cli.stderr}`);
     assert.equal(JSON.parse(cli.stderr.trim().split('\n').at(-1) as string).error.code, 'KEY_FILE', name);
   }
+});
+
+test('handoff listen with a voice-server URL that cannot be dialed exits with CONFIG before it takes any handoff', async (t) => {
+  const hub = await startTestHub(t);
+  const base = await tmpDir(t, 'forgery-target-');
+  await writeFile(keyFilePath(base, 'bob'), `${BOB_ALICE}\n`, { mode: 0o600 });
+  const pending = signed(BOB_ALICE, { ttlSec: 60 }, Date.now());
+  const bob = new HubClient({ url: hub.url, token: TEST_TOKENS.bob as string });
+  t.after(() => bob.close());
+  await bob.start(pending.text);
+  for (const [kind, url] of [['stream', 'https://voice.example.com/twilio'], ['stream', 'not a url'], ['twiml-url', 'wss://voice.example.com/twiml']]) {
+    const cli = await runCli(['listen', '--agent', 'alice', '--keys', base, '--hub', hub.url, '--dialer', 'dry-run', '--target-url', url as string, '--state-dir', path.join(base, 'state'), '--json'], {
+      cwd: base,
+      env: { HOME: base, HANDOFF_TOKEN: TEST_TOKENS.alice as string, HANDOFF_TARGET_KIND: kind as string },
+    });
+    assert.equal(cli.code, ERROR_CODES.CONFIG.exit, `${kind} ${url}: ${cli.stderr}`);
+  }
+  assert.equal((await bob.get(pending.payload.handoff_id)).state, 'pending', 'the handoff was left for a listener that can dial');
 });
 
 test('a hub token for bob used with from_agent=alice → 403 FORBIDDEN (and bob cannot poll or accept as alice)', async (t) => {

@@ -8,6 +8,7 @@ import { access, readdir, stat } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { request } from 'undici';
+import { assertDialTarget } from '../../agent-listener/index.js';
 import { AGENT_NAME_RE, E164_RE, readKeyFile, toHandoffError } from '../../protocol/index.js';
 import { readSecret, resolveConfig, type ResolvedConfig } from '../config.js';
 
@@ -170,9 +171,13 @@ async function twilioChecks(cfg: ResolvedConfig, env: NodeJS.ProcessEnv, online:
   const target = c.targetUrl;
   if (!target) out.push({ check: 'target', status: 'fail', detail: 'target.url is missing', fix: "set target.url to the voice server's wss://…/twilio stream (or https webhook with target.kind twiml-url)" });
   else {
-    const u = new URL(target);
-    const ok = c.targetKind === 'stream' ? u.protocol === 'wss:' && !u.search : u.protocol === 'https:';
-    out.push(ok ? { check: 'target', status: 'ok', detail: `${c.targetKind} ${u.origin}${u.pathname}` } : { check: 'target', status: 'fail', detail: `${c.targetKind} needs ${c.targetKind === 'stream' ? 'a wss:// URL without a query' : 'an https:// URL'}` });
+    try {
+      assertDialTarget({ kind: c.targetKind, url: target });
+      const u = new URL(target);
+      out.push({ check: 'target', status: 'ok', detail: `${c.targetKind} ${u.origin}${u.pathname}` });
+    } catch (err) {
+      out.push({ check: 'target', status: 'fail', detail: `${c.targetKind}: ${toHandoffError(err).message}`, fix: `${c.targetKind} needs ${c.targetKind === 'stream' ? 'a wss:// URL without a query' : 'an https:// URL'}` });
+    }
   }
   if (c.webhookListen && !c.webhookPublicUrl) out.push({ check: 'webhook', status: 'fail', detail: 'webhook.listen without webhook.public_url', fix: 'set webhook.public_url to the https URL Twilio reaches' });
   if (online && authToken) {

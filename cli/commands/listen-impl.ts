@@ -2,7 +2,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { serve } from '@hono/node-server';
 import pino from 'pino';
-import { abortableSleep, CallEventHub, createCallWebhookApp, DryRunDialer, followCallByPolling, HubClient, HubSource, Listener, ListenerState, LocalSource, sleep, statusCallbackUrl, type CallFollower, type DialTarget, type Dialer, type ListenerEvent, type WorkSource } from '../../agent-listener/index.js';
+import { abortableSleep, assertDialTarget, CallEventHub, createCallWebhookApp, DryRunDialer, followCallByPolling, HubClient, HubSource, Listener, ListenerState, LocalSource, sleep, statusCallbackUrl, type CallFollower, type DialTarget, type Dialer, type ListenerEvent, type WorkSource } from '../../agent-listener/index.js';
 import { callerHash, HandoffError, loadKeyRing } from '../../protocol/index.js';
 import { openSpool } from '../../spool/index.js';
 import { readSecret, required, resolveConfig, type ResolvedConfig } from '../config.js';
@@ -25,9 +25,12 @@ async function makeDialer(cfg: ResolvedConfig): Promise<Dialer> {
   });
 }
 
+/** The voice server to connect calls to, checked (CONFIG) before anything starts. */
 function targetOf(cfg: ResolvedConfig): DialTarget {
   const url = required(cfg, 'targetUrl');
-  return cfg.config.targetKind === 'stream' ? { kind: 'stream', url } : { kind: 'twiml-url', url };
+  const target: DialTarget = cfg.config.targetKind === 'stream' ? { kind: 'stream', url } : { kind: 'twiml-url', url };
+  assertDialTarget(target);
+  return target;
 }
 
 function describe(e: ListenerEvent): string {
@@ -43,6 +46,7 @@ export async function listen(flags: Record<string, unknown>): Promise<void> {
   const keys = await loadKeyRing(c.keysDir);
   for (const warning of keys.warnings) logger.warn({ warning }, 'key file');
   if (keys.peers().length === 0) throw new HandoffError('KEY_FILE', `no voice-handoff-<peer>.key files in ${c.keysDir}`);
+  const target = targetOf(cfg);
   const state = await ListenerState.open(c.stateDir ?? path.join(os.homedir(), '.local', 'state', 'handoff', agent));
   const dialer = await makeDialer(cfg);
   const dryRun = dialer instanceof DryRunDialer;
@@ -94,7 +98,7 @@ export async function listen(flags: Record<string, unknown>): Promise<void> {
     bootstrapDir: required(cfg, 'bootstrapDir'),
     telephony: {
       from: c.fromNumber ?? (dryRun ? DRY_RUN_FROM : required(cfg, 'fromNumber')),
-      target: targetOf(cfg),
+      target,
       leadIn: c.leadIn,
       ringTimeoutSec: c.ringTimeoutSec,
       machineDetection: c.machineDetection,
