@@ -46,6 +46,8 @@ export class CallEventHub {
   async wait(sid: string, poll: (sid: string) => Promise<CallInfo>, safetyPollMs: number, signal: AbortSignal): Promise<CallInfo> {
     const known = this.finals.get(sid);
     if (known) return known;
+    // An abort event has fired already for a signal aborted before the call: it never comes again.
+    if (signal.aborted) throw signal.reason ?? new Error('aborted');
     return new Promise<CallInfo>((resolve, reject) => {
       const done = new AbortController();
       const finish = (info: CallInfo) => {

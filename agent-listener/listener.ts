@@ -107,6 +107,8 @@ export interface ListenerOptions {
   onEvent?: (event: ListenerEvent) => void;
   /** First and maximum back-off after a failed fetch (the hub is down or restarting). */
   backoffMs?: { initial: number; max: number };
+  /** Pause before a failed delivery is tried again; default 2 s. */
+  retryMs?: number;
 }
 
 /** Sleeps `ms`, resolving early (without error) when `signal` aborts. */
@@ -125,6 +127,8 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 
 const IDLE_REPOLL_MS = 250;
 const FAILED_RETRY_MS = 2000;
+/** How often finished journals past their retention are deleted (at start, then while running). */
+const PRUNE_EVERY_MS = 3600_000;
 
 /** Codes that mean "someone else settled this handoff": not an error of ours. */
 const SETTLED_ELSEWHERE = new Set(['ALREADY_CLAIMED', 'NOT_FOUND', 'EXPIRED', 'INVALID_STATE', 'FENCED']);
@@ -139,9 +143,13 @@ export class Listener {
   private readonly claiming = new Map<string, { done: Promise<void>; settle: () => void }>();
   /** Handoffs whose delivery failed, and when they may be tried again. */
   private readonly retryAfter = new Map<string, number>();
+  /** Timers that try failed deliveries again (`scheduleRetry`); cleared by `stop`. */
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
   private readonly clock: () => number;
   private loopPromise: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
+  private pruning: Promise<void> | undefined;
+  private lastPruneMs = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly opts: ListenerOptions) {
     if (!opts.agent) throw new HandoffError('CONFIG', 'listener needs an agent name');
@@ -155,7 +163,29 @@ export class Listener {
   start(): void {
     if (this.loopPromise) return;
     this.resumeUnfinished();
+    this.pruneJournals();
     this.loopPromise = this.loop();
+  }
+
+  /**
+   * Deletes finished journals past their retention (they hold payloads: transcripts, numbers),
+   * at most once per PRUNE_EVERY_MS, in the background.
+   */
+  private pruneJournals(): void {
+    const now = this.clock();
+    if (this.pruning || now - this.lastPruneMs < PRUNE_EVERY_MS) return;
+    this.lastPruneMs = now;
+    this.pruning = this.opts.state
+      .prune(now)
+      .then(
+        (removed) => {
+          if (removed > 0) this.opts.logger.info({ removed }, 'old journals deleted');
+        },
+        (err: unknown) => this.opts.logger.warn({ code: toHandoffError(err).code }, 'deleting old journals failed'),
+      )
+      .finally(() => {
+        this.pruning = undefined;
+      });
   }
 
   /**
@@ -166,7 +196,7 @@ export class Listener {
   private resumeUnfinished(): void {
     for (const journal of this.opts.state.unfinished()) {
       if (this.inFlight.has(journal.handoff_id) || this.coolingDown(journal.handoff_id)) continue;
-      void this.track(journal.handoff_id, () => this.deliver(journal));
+      void this.track(journal.handoff_id, () => this.deliver(journal, { resumed: true }));
     }
   }
 
@@ -182,7 +212,10 @@ export class Listener {
   stop(): Promise<void> {
     this.stopPromise ??= (async () => {
       this.abort.abort();
+      for (const timer of this.retryTimers) clearTimeout(timer);
+      this.retryTimers.clear();
       await this.loopPromise;
+      await this.pruning;
       await Promise.allSettled([...this.inFlight.values()]);
       await this.opts.source.close();
     })();
@@ -216,7 +249,7 @@ export class Listener {
     const p = work()
       .catch((err: unknown) => {
         const e = toHandoffError(err);
-        this.retryAfter.set(id, this.clock() + FAILED_RETRY_MS);
+        this.scheduleRetry(id);
         this.opts.logger.error({ handoff_id: id, code: e.code, err: e.message }, 'handoff delivery failed');
         this.emit(id, 'error', e.code, e.message);
       })
@@ -226,6 +259,25 @@ export class Listener {
       });
     this.inFlight.set(id, p);
     return p;
+  }
+
+  /**
+   * Tries a failed delivery again after the pause, on its own timer: once we hold the claim the
+   * hub has nothing pending for us, so the next poll may park for its whole wait (25 s by
+   * default) while the caller waits for the call. A delivery with no journal (it failed before
+   * its claim) comes back with the next poll instead.
+   */
+  private scheduleRetry(id: string): void {
+    const retryMs = this.opts.retryMs ?? FAILED_RETRY_MS;
+    this.retryAfter.set(id, this.clock() + retryMs);
+    const timer = setTimeout(() => {
+      this.retryTimers.delete(timer);
+      this.retryAfter.delete(id);
+      const journal = this.opts.state.get(id);
+      if (this.signal.aborted || !journal || journal.phase === 'done' || this.inFlight.has(id)) return;
+      void this.track(id, () => this.deliver(journal, { resumed: true }));
+    }, retryMs);
+    this.retryTimers.add(timer);
   }
 
   private claimAnswered(id: string): void {
@@ -266,6 +318,7 @@ export class Listener {
         const items = await this.opts.source.next(this.signal);
         delay = backoff.initial;
         this.resumeUnfinished();
+        this.pruneJournals();
         const fresh = items.filter((item) => !this.inFlight.has(item.id) && !this.coolingDown(item.id));
         for (const item of fresh) void this.handle(item);
         // The hub answers a poll at once while a handoff is pending, including one we are still
@@ -315,6 +368,28 @@ export class Listener {
     await this.deliver(journal);
   }
 
+  /**
+   * Before a resumed delivery goes on to dial, renews its claim: after a long outage the lease may
+   * be over, and the hub may already have told the initiator that the handoff failed; a call then
+   * would reach a caller nobody is tracking any more. Undefined (journal done) when the claim is
+   * gone.
+   */
+  private async reconfirmClaim(journal: DeliveryJournal): Promise<DeliveryJournal | undefined> {
+    const id = journal.handoff_id;
+    let renewed: { leaseUntil: string };
+    try {
+      renewed = await this.opts.source.renew(id, journal.claim_token);
+    } catch (err) {
+      const e = toHandoffError(err);
+      if (!SETTLED_ELSEWHERE.has(e.code)) throw e;
+      this.opts.logger.warn({ handoff_id: id, code: e.code }, 'claim lost while the delivery was interrupted; not dialing');
+      await this.opts.state.advance(id, 'done', { outcome: `claim_lost:${e.code}`, finished_at: isoMillis(this.clock()) }, isoMillis(this.clock()));
+      this.emit(id, 'skipped', e.code);
+      return undefined;
+    }
+    return this.opts.state.advance(id, journal.phase, { lease_until: renewed.leaseUntil }, isoMillis(this.clock()));
+  }
+
   /** Claims a journaled handoff with its proposed token; undefined when someone else has it. */
   private async claim(id: string): Promise<DeliveryJournal | undefined> {
     const { state, source, logger } = this.opts;
@@ -338,9 +413,12 @@ export class Listener {
     return accepted;
   }
 
-  /** Runs (or resumes) the delivery of an accepted handoff from its journaled phase. */
-  private async deliver(start: DeliveryJournal): Promise<void> {
-    const { state, source } = this.opts;
+  /**
+   * Runs (or resumes, after a restart or a failed step) the delivery of an accepted handoff from
+   * its journaled phase.
+   */
+  private async deliver(start: DeliveryJournal, how: { resumed?: boolean } = {}): Promise<void> {
+    const { state } = this.opts;
     let journal = start;
     const id = journal.handoff_id;
     const payload = parsePayload(journal.payload_text).payload;
@@ -350,10 +428,16 @@ export class Listener {
       const claimed = await this.claim(id);
       if (!claimed) return;
       journal = claimed;
+    } else if (how.resumed && (journal.phase === 'accepted' || journal.phase === 'bootstrapped')) {
+      const kept = await this.reconfirmClaim(journal);
+      if (!kept) return;
+      journal = kept;
     }
 
-    if (journal.phase === 'accepted') {
-      const file = await writeBootstrap(this.opts.bootstrapDir, payload, Date.parse(journal.accepted_at));
+    if (journal.phase === 'accepted' || (how.resumed && journal.phase === 'bootstrapped')) {
+      // Stamped now, not when the claim was taken: the call follows now, and a voice server
+      // ignores a bootstrap file older than its resume window (a resumed delivery rewrites it).
+      const file = await writeBootstrap(this.opts.bootstrapDir, payload, this.clock());
       journal = await state.advance(id, 'bootstrapped', {}, now());
       this.emit(id, 'bootstrap_written', undefined, file);
     }
@@ -363,11 +447,12 @@ export class Listener {
     if (journal.phase === 'bootstrapped') {
       const to = payload.callback_number ?? this.opts.contacts.get(payload.caller_hash);
       if (to === undefined) return this.finish(journal, 'reject', 'no_number', 'no callback_number and the caller is not in the contact list');
-      if (state.isOptedOut(payload.caller_hash)) return this.finish(journal, 'reject', 'opted_out');
+      if (state.isOptedOut(payload.caller_hash, 'voice')) return this.finish(journal, 'reject', 'opted_out');
       journal = await state.advance(id, 'dial_intent', {}, now());
+      let call: { sid: string } | undefined;
       try {
         const t = this.opts.telephony;
-        const call = await this.opts.dialer.dial({
+        call = await this.opts.dialer.dial({
           handoffId: id,
           to,
           from: t.from,
@@ -377,17 +462,22 @@ export class Listener {
           machineDetection: t.machineDetection,
           statusCallbackUrl: t.statusCallbackUrl?.(id),
         });
-        journal = await state.advance(id, 'dialed', { call_sid: call.sid }, now());
-        this.emit(id, 'dialed', undefined, call.sid);
       } catch (err) {
         const e = toHandoffError(err);
         if (e.code === 'OPTED_OUT') {
-          await state.markOptedOut(payload.caller_hash);
+          await state.markOptedOut(payload.caller_hash, 'voice');
           return this.finish(journal, 'reject', 'opted_out');
         }
         if (e.code === 'DIAL_UNCERTAIN') return this.finish(journal, 'reject', 'dial_uncertain', e.message);
         journal = await state.advance(id, 'call_ended', { call_end: 'failed' }, now());
         this.opts.logger.warn({ handoff_id: id, code: e.code, err: e.message }, 'call could not be placed');
+      }
+      // Outside the try: once Twilio created the call, nothing may count it as not placed (no
+      // fallback SMS while it rings). If this journal write fails, the retry finds dial_intent
+      // and ends the handoff as dial_interrupted, never dialing again.
+      if (call) {
+        journal = await state.advance(id, 'dialed', { call_sid: call.sid }, now());
+        this.emit(id, 'dialed', undefined, call.sid);
       }
     }
     if (journal.phase === 'dial_intent') {
@@ -416,7 +506,7 @@ export class Listener {
   private async sendFallbackSms(journal: DeliveryJournal, payload: ParsedPayload): Promise<DeliveryJournal> {
     const { state } = this.opts;
     const to = payload.callback_number ?? this.opts.contacts.get(payload.caller_hash);
-    if (to === undefined || state.isOptedOut(payload.caller_hash)) return journal;
+    if (to === undefined || state.isOptedOut(payload.caller_hash, 'sms')) return journal;
     const id = journal.handoff_id;
     let next = await state.advance(id, 'sms_intent', {}, isoMillis(this.clock()));
     try {
@@ -426,7 +516,7 @@ export class Listener {
       this.emit(id, 'sms_sent');
     } catch (err) {
       const e = toHandoffError(err);
-      if (e.code === 'OPTED_OUT') await state.markOptedOut(payload.caller_hash);
+      if (e.code === 'OPTED_OUT') await state.markOptedOut(payload.caller_hash, 'sms');
       this.opts.logger.warn({ handoff_id: id, code: e.code }, 'fallback SMS failed');
     }
     return next;
@@ -435,10 +525,12 @@ export class Listener {
   private async deliverMessage(journal: DeliveryJournal, payload: ParsedPayload, channel: 'sms' | 'whatsapp'): Promise<void> {
     const { state } = this.opts;
     const id = journal.handoff_id;
+    // Sent, then the completion failed (or the process died): it was delivered.
+    if (journal.phase === 'message_sent') return this.finish(journal, 'complete', 'messaged');
     if (journal.phase === 'message_intent') return this.finish(journal, 'reject', 'message_interrupted');
     const to = payload.callback_number ?? this.opts.contacts.get(payload.caller_hash);
     if (to === undefined) return this.finish(journal, 'reject', 'no_number');
-    if (state.isOptedOut(payload.caller_hash)) return this.finish(journal, 'reject', 'opted_out');
+    if (state.isOptedOut(payload.caller_hash, channel)) return this.finish(journal, 'reject', 'opted_out');
     const body = payload.resume_hint ?? `Hi, this is ${this.opts.agent}. ${payload.from_agent} passed me your conversation; how can I help?`;
     const next = await state.advance(id, 'message_intent', {}, isoMillis(this.clock()));
     try {
@@ -446,13 +538,14 @@ export class Listener {
     } catch (err) {
       const e = toHandoffError(err);
       if (e.code === 'OPTED_OUT') {
-        await state.markOptedOut(payload.caller_hash);
+        await state.markOptedOut(payload.caller_hash, channel);
         return this.finish(next, 'reject', 'opted_out');
       }
       return this.finish(next, 'reject', e.code === 'DIAL_UNCERTAIN' ? 'message_uncertain' : 'message_failed', e.message);
     }
+    const sent = await state.advance(id, 'message_sent', {}, isoMillis(this.clock()));
     this.emit(id, 'messaged', channel);
-    return this.finish(next, 'complete', 'messaged');
+    return this.finish(sent, 'complete', 'messaged');
   }
 
   /** Follows the call, renewing the claim's lease while it runs; undefined when stopping. */

@@ -3,7 +3,7 @@
  *
  *   <state>/handoffs/<id>.json   one journal per accepted handoff: the payload, the claim token,
  *                                and how far the delivery got (phase, call sid, outcome)
- *   <state>/opted-out.json       caller hashes of numbers that answered Twilio 21610
+ *   <state>/opted-out.json       caller hashes of numbers that answered Twilio 21610, per channel
  *
  * It exists so that a restart never repeats a side effect: the journal is written durably BEFORE
  * each step that cannot be repeated (a call, an SMS), so after a crash the listener knows a call
@@ -26,6 +26,7 @@ export const DELIVERY_PHASES = Object.freeze([
   'sms_intent',
   'sms_sent',
   'message_intent',
+  'message_sent',
   'done',
 ] as const);
 export type DeliveryPhase = (typeof DELIVERY_PHASES)[number];
@@ -48,11 +49,18 @@ export interface DeliveryJournal {
   updated_at: string;
 }
 
+export type OptOutChannel = 'voice' | 'sms' | 'whatsapp';
+
+function optOutKey(callerHash: string, channel: OptOutChannel): string {
+  return `${channel}:${callerHash}`;
+}
+
 /** Journals are kept this long after the payload's expiry, for replay detection. */
 export const JOURNAL_RETENTION_MS = 7 * 24 * 3600 * 1000;
 
 export class ListenerState {
   private readonly journals = new Map<string, DeliveryJournal>();
+  /** `<channel>:<caller hash>`: an opt-out answers one channel (21610 is a messaging refusal). */
   private optedOut = new Set<string>();
 
   private constructor(readonly dir: string) {}
@@ -70,8 +78,9 @@ export class ListenerState {
         const journal = await readJson<DeliveryJournal>(path.join(dir, 'handoffs', name));
         if (journal && isSafeId(journal.handoff_id)) state.journals.set(journal.handoff_id, journal);
       }
-      const opted = await readJson<{ caller_hashes: string[] }>(path.join(dir, 'opted-out.json'));
-      state.optedOut = new Set(opted?.caller_hashes ?? []);
+      const opted = await readJson<{ opted_out?: string[]; caller_hashes?: string[] }>(path.join(dir, 'opted-out.json'));
+      // Files from before opt-outs had a channel list bare hashes: they came from SMS refusals.
+      state.optedOut = new Set([...(opted?.opted_out ?? []), ...(opted?.caller_hashes ?? []).map((h) => optOutKey(h, 'sms'))]);
     } catch (cause) {
       throw new HandoffError('IO', `cannot open listener state in ${dir}`, { cause });
     }
@@ -114,15 +123,16 @@ export class ListenerState {
     return this.save({ ...prev, ...fields, phase, updated_at: nowIso });
   }
 
-  isOptedOut(callerHash: string): boolean {
-    return this.optedOut.has(callerHash);
+  isOptedOut(callerHash: string, channel: OptOutChannel): boolean {
+    return this.optedOut.has(optOutKey(callerHash, channel));
   }
 
-  /** Remembers durably that this caller opted out (Twilio 21610 is final). */
-  async markOptedOut(callerHash: string): Promise<void> {
-    if (this.optedOut.has(callerHash)) return;
-    const next = new Set(this.optedOut).add(callerHash);
-    await writeFileAtomic(path.join(this.dir, 'opted-out.json'), `${JSON.stringify({ caller_hashes: [...next].sort() }, null, 2)}\n`);
+  /** Remembers durably that this caller opted out of `channel` (Twilio 21610 is final). */
+  async markOptedOut(callerHash: string, channel: OptOutChannel): Promise<void> {
+    const key = optOutKey(callerHash, channel);
+    if (this.optedOut.has(key)) return;
+    const next = new Set(this.optedOut).add(key);
+    await writeFileAtomic(path.join(this.dir, 'opted-out.json'), `${JSON.stringify({ opted_out: [...next].sort() }, null, 2)}\n`);
     this.optedOut = next;
   }
 

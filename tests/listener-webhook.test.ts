@@ -92,3 +92,17 @@ test('a busy signal reported by a signed status callback → one SMS → rejecte
   assert.equal(stub.requests.filter((r) => r.path.endsWith('/Messages.json')).length, 1, 'one fallback SMS');
   assert.equal(stub.requests.filter((r) => r.method === 'GET').length, 0, 'no polling was needed');
 });
+
+test('waiting for a call with a signal that is aborted already rejects at once and polls nothing', async () => {
+  const events = new CallEventHub();
+  const stopped = new AbortController();
+  stopped.abort();
+  let polls = 0;
+  const poll = async (sid: string) => {
+    polls++;
+    return { sid, status: 'in-progress' as const };
+  };
+  await assert.rejects(events.wait('CA00000000000000000000000000000001', poll, 5, stopped.signal));
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(polls, 0, 'no safety polls keep running for a listener that is stopping');
+});

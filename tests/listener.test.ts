@@ -43,7 +43,7 @@ async function setup(t: TestContext, extra: Partial<ListenerOptions> = {}) {
   const stateDir = path.join(dir, 'state');
   const bootstrapDir = path.join(dir, 'voice-state', 'handoffs');
   let clock = NOW + 1000;
-  const make = async () =>
+  const make = async (over: Partial<ListenerOptions> = {}) =>
     new Listener({
       agent: 'alice',
       keys: keyRingFromSecrets({ bob: [SECRET] }),
@@ -66,6 +66,7 @@ async function setup(t: TestContext, extra: Partial<ListenerOptions> = {}) {
       logger,
       onEvent,
       ...extra,
+      ...over,
     });
   return { dir, source, dialer, logger, events, stateDir, bootstrapDir, make, advance: (ms: number) => (clock += ms) };
 }
@@ -320,4 +321,157 @@ test('a handoff whose claim was lost can be taken again later; a delivered one c
   await listener.handle({ id, text: p.text });
   assert.equal(s.source.settled.get(id)?.outcome, 'REPLAY');
   assert.equal(s.dialer.dials.length, 1);
+});
+
+/** Waits (real time) until `check` holds, at most about 2 s. */
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 400 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
+}
+
+test('a failed delivery is retried after the pause even while the next poll is parked', async (t) => {
+  const s = await setup(t, { retryMs: 30 });
+  const p = payload();
+  const id = p.payload.handoff_id;
+  s.source.add(id, p.text);
+  // Like the hub: once the handoff is claimed, a poll parks (here: until the listener stops).
+  const parkedNext = s.source.next.bind(s.source);
+  s.source.next = async (signal) => {
+    if (s.source.pending.size > 0) return parkedNext(signal);
+    await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    return [];
+  };
+  const realComplete = s.source.complete.bind(s.source);
+  let failures = 0;
+  s.source.complete = async (...args) => {
+    if (failures++ === 0) throw new HandoffError('UNAVAILABLE', 'hub restarting');
+    return realComplete(...args);
+  };
+  const listener = await s.make();
+  listener.start();
+  t.after(() => listener.stop());
+  await until(() => s.source.settled.has(id));
+  assert.equal(s.source.settled.get(id)?.outcome, 'connected', 'retried while the poll stayed parked');
+  assert.equal(s.dialer.dials.length, 1);
+});
+
+test('a message whose completion failed after it was sent is completed as messaged when resumed', async (t) => {
+  const s = await setup(t);
+  const p = payload({ channel: 'sms' });
+  const id = p.payload.handoff_id;
+  s.source.add(id, p.text);
+  const realComplete = s.source.complete.bind(s.source);
+  s.source.complete = async () => {
+    throw new HandoffError('UNAVAILABLE', 'hub restarting');
+  };
+  await (await s.make()).handle({ id, text: p.text }).catch(() => undefined);
+  assert.equal(s.dialer.messages.length, 1);
+  s.source.complete = realComplete;
+  const restarted = await s.make();
+  restarted.start();
+  await until(() => s.source.settled.has(id));
+  await restarted.stop();
+  assert.equal(s.source.settled.get(id)?.outcome, 'messaged', 'the message went out: not message_interrupted');
+  assert.equal(s.dialer.messages.length, 1, 'and it is not sent twice');
+});
+
+test('an SMS opt-out (21610 on the fallback SMS) does not stop later voice calls to that caller', async (t) => {
+  const s = await setup(t);
+  s.dialer.outcome = { status: 'no-answer' };
+  s.dialer.messageError = new HandoffError('OPTED_OUT', 'Twilio 21610');
+  const first = payload();
+  s.source.add(first.payload.handoff_id, first.text);
+  await (await s.make()).handle({ id: first.payload.handoff_id, text: first.text });
+  assert.equal(s.source.settled.get(first.payload.handoff_id)?.outcome, 'no_answer');
+  s.dialer.messageError = undefined;
+  const second = buildPayload({ from: 'bob', to: 'alice', callerId: CALLER, reason: 'again', transcript: [] }, SECRET, NOW + 5000);
+  s.source.add(second.payload.handoff_id, second.text);
+  await (await s.make()).handle({ id: second.payload.handoff_id, text: second.text });
+  assert.equal(s.dialer.dials.length, 2, 'the second handoff is dialed');
+  assert.equal(s.source.settled.get(second.payload.handoff_id)?.outcome, 'no_answer');
+  assert.equal(s.dialer.messages.length, 1, 'but gets no SMS: the caller opted out of those');
+});
+
+/** A journal left at `bootstrapped` by a listener that stopped long ago, its claim at the source. */
+async function interruptedAfterBootstrap(s: Awaited<ReturnType<typeof setup>>, p: ReturnType<typeof payload>): Promise<void> {
+  const id = p.payload.handoff_id;
+  const token = 't'.repeat(43);
+  s.source.claimed.set(id, token);
+  const state = await ListenerState.open(s.stateDir);
+  const longAgo = new Date(NOW - 3600_000).toISOString();
+  await state.save({ handoff_id: id, from_agent: 'bob', payload_text: p.text, claim_token: token, lease_until: longAgo, accepted_at: longAgo, phase: 'bootstrapped', updated_at: longAgo });
+}
+
+test('a delivery resumed after its claim was lost (lease expired while the listener was down) does not dial', async (t) => {
+  const s = await setup(t);
+  const p = payload();
+  await interruptedAfterBootstrap(s, p);
+  s.source.renew = async () => {
+    throw new HandoffError('FENCED', 'the claim lease expired');
+  };
+  const listener = await s.make();
+  listener.start();
+  await until(() => s.events.some((e) => e.event === 'skipped'));
+  await listener.stop();
+  assert.equal(s.dialer.dials.length, 0, 'nobody is tracking this handoff any more: no call');
+  const journal = JSON.parse(await readFile(path.join(s.stateDir, 'handoffs', `${p.payload.handoff_id}.json`), 'utf8')) as { phase: string; outcome: string };
+  assert.deepEqual([journal.phase, journal.outcome], ['done', 'claim_lost:FENCED']);
+});
+
+test('a delivery resumed with its claim still held renews it and rewrites the bootstrap file fresh before it dials', async (t) => {
+  const s = await setup(t);
+  const p = payload();
+  await interruptedAfterBootstrap(s, p);
+  const listener = await s.make();
+  listener.start();
+  await until(() => s.source.settled.has(p.payload.handoff_id));
+  await listener.stop();
+  assert.equal(s.source.renewals, 1, 'the claim was renewed before the call');
+  assert.equal(s.dialer.dials.length, 1);
+  const file = bootstrapPath(s.bootstrapDir, p.payload.handoff_id);
+  const boot = JSON.parse(await readFile(file, 'utf8')) as { accepted_at: string };
+  assert.equal(boot.accepted_at, new Date(NOW + 1000).toISOString(), 'stamped at the resume, not an hour ago');
+  assert.ok(await readBootstrap(file, { nowMs: NOW + 1000 }), 'a voice server would use it');
+});
+
+test('once Twilio created the call, a failed journal write never leads to an SMS or a "failed" outcome', async (t) => {
+  const s = await setup(t);
+  const p = payload();
+  const id = p.payload.handoff_id;
+  s.source.add(id, p.text);
+  const state = await ListenerState.open(s.stateDir);
+  const realAdvance = state.advance.bind(state);
+  let failed = false;
+  state.advance = async (...args) => {
+    if (args[1] === 'dialed' && !failed) {
+      failed = true;
+      throw new HandoffError('IO', 'disk full');
+    }
+    return realAdvance(...args);
+  };
+  const listener = await s.make({ state, retryMs: 20 });
+  listener.start();
+  await until(() => s.source.settled.has(id));
+  await listener.stop();
+  assert.equal(s.dialer.dials.length, 1);
+  assert.equal(s.dialer.messages.length, 0, 'no fallback SMS while the call may be ringing');
+  assert.equal(s.source.settled.get(id)?.outcome, 'dial_interrupted');
+});
+
+test('finished journals past their retention are deleted when the listener starts; unfinished and recent ones stay', async (t) => {
+  const s = await setup(t);
+  const state = await ListenerState.open(s.stateDir);
+  const old = new Date(NOW - 8 * 24 * 3600_000).toISOString();
+  const base = { from_agent: 'bob', payload_text: '{}', claim_token: 't'.repeat(43), lease_until: old, accepted_at: old, updated_at: old };
+  await state.save({ ...base, handoff_id: 'old-done', phase: 'done', outcome: 'connected', finished_at: old });
+  await state.save({ ...base, handoff_id: 'recent-done', phase: 'done', outcome: 'connected', finished_at: new Date(NOW).toISOString() });
+  await state.save({ ...base, handoff_id: 'old-open', phase: 'dial_intent' });
+  s.source.renew = async () => {
+    throw new HandoffError('FENCED', 'gone');
+  };
+  const listener = await s.make();
+  listener.start();
+  await until(() => s.logger.lines.some((l) => l.includes('old journals deleted')));
+  await listener.stop();
+  const left = (await readdir(path.join(s.stateDir, 'handoffs'))).sort();
+  assert.deepEqual(left, ['old-open.json', 'recent-done.json']);
 });
