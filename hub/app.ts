@@ -117,6 +117,12 @@ export interface HubAppOptions {
   limits?: Partial<HubLimits>;
   /** Background sweep period, or false to run no janitor (tests that drive `sweep` themselves). */
   janitor?: { sweepIntervalMs?: number } | false;
+  /**
+   * For a spool that other processes write too: a parked poll looks at the spool again this
+   * often, since only this process's own transitions wake it. Unset (never) for the hub's own
+   * spool.
+   */
+  pollRecheckMs?: number;
 }
 
 type HubEnv = { Variables: { agent: string; handoffId: string | undefined } };
@@ -181,6 +187,8 @@ export function createHubApp(options: HubAppOptions): HubApp {
   const clock = options.clock ?? Date.now;
   const logger = options.logger ?? pino({ level: 'silent' });
   const limits = resolveLimits(options.limits);
+  const recheckMs = options.pollRecheckMs ?? Number.POSITIVE_INFINITY;
+  if (!(recheckMs > 0)) throw new HandoffError('CONFIG', 'pollRecheckMs must be positive');
   const waiters = new WaiterRegistry({ maxPerAgent: limits.maxParkedPerAgent });
   const metrics = createHubMetrics({ parkedPolls: () => waiters.parkedPolls, watchers: () => waiters.watchers }, options.metrics);
   const janitor = options.janitor === false ? undefined : new Janitor({ spool, clock, logger, sweepIntervalMs: options.janitor?.sweepIntervalMs });
@@ -313,14 +321,14 @@ export function createHubApp(options: HubAppOptions): HubApp {
       const remaining = deadline - performance.now();
       if (remaining <= 0) break;
       // Park first, then look: a handoff that becomes pending in between wakes this waiter.
-      const parked = waiters.parkPoll({ agent, waitMs: remaining, signal: c.req.raw.signal });
+      const parked = waiters.parkPoll({ agent, waitMs: Math.min(remaining, recheckMs), signal: c.req.raw.signal });
       found = await pendingFor(agent);
       if (found.length > 0) {
         parked.cancel();
         break;
       }
       const reason = await parked.done;
-      if (reason !== 'event') break;
+      if (reason === 'aborted' || reason === 'closed') break;
       found = await pendingFor(agent);
     }
     if (found.length === 0) return c.body(null, 204);

@@ -33,6 +33,12 @@ export function createHubMetrics(sources: { parkedPolls: () => number; watchers:
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [registry],
   });
+  const startToAccept = new Histogram({
+    name: 'handoff_hub_start_to_accept_seconds',
+    help: 'Time from a handoff reaching the hub to its target accepting it',
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60],
+    registers: [registry],
+  });
   new Gauge({
     name: 'handoff_hub_parked_polls',
     help: 'Long-polls currently parked, waiting for a handoff',
@@ -54,6 +60,7 @@ export function createHubMetrics(sources: { parkedPolls: () => number; watchers:
     recordTransition(event) {
       const reason = event.reason === undefined ? '' : REASON_LABEL_RE.test(event.reason) ? event.reason : 'other';
       transitions.inc({ state: event.to, reason });
+      if (event.to === 'claimed' && event.pendingMs !== undefined) startToAccept.observe(event.pendingMs / 1000);
     },
     observeRequest(route, method, status, seconds) {
       requests.observe({ route, method, status: String(status) }, seconds);

@@ -18,6 +18,9 @@ import { createHubApp, type HubApp, type HubLimits } from './app.js';
 import { configStamp, HubAuth, loadHubConfig, type ConfigStamp } from './auth.js';
 import { createHubLogger } from './logger.js';
 
+/** How often a parked poll looks at a spool that other processes write too. */
+const SHARED_SPOOL_RECHECK_MS = 250;
+
 export interface StartHubOptions {
   spoolDir: string;
   /** The hub config file (agents and token hashes). */
@@ -35,7 +38,11 @@ export interface StartHubOptions {
   sweepIntervalMs?: number;
   /** Claim lease given to accepted handoffs; the spool's default when omitted. */
   leaseMs?: number;
-  /** False when another process also writes the spool (the pending index then rescans handoff/); default true. */
+  /**
+   * False when another process also writes the spool: the pending index then rescans handoff/,
+   * and parked polls look again every 250 ms (nothing wakes them for another process's put).
+   * Default true.
+   */
   exclusiveSpool?: boolean;
   /** How often the config file is checked for changes; default 1000 ms. */
   configReloadMs?: number;
@@ -78,7 +85,16 @@ export async function startHub(options: StartHubOptions): Promise<RunningHub> {
   const spool = await openSpool({ root: options.spoolDir, clock, leaseMs: options.leaseMs, exclusive: options.exclusiveSpool ?? true });
   let app: HubApp;
   try {
-    app = createHubApp({ spool, auth, clock, logger, limits: options.limits, janitor: { sweepIntervalMs: options.sweepIntervalMs } });
+    app = createHubApp({
+      spool,
+      auth,
+      clock,
+      logger,
+      limits: options.limits,
+      janitor: { sweepIntervalMs: options.sweepIntervalMs },
+      // Handoffs another process puts wake no parked poll: those look again this often.
+      pollRecheckMs: options.exclusiveSpool === false ? SHARED_SPOOL_RECHECK_MS : undefined,
+    });
   } catch (err) {
     await spool.close();
     throw err;

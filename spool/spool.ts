@@ -1255,7 +1255,14 @@ export class Spool implements SpoolApi {
     await this.#commitMove(
       this.#paths.claimed,
       this.#paths.handoff,
-      { id, from: 'pending', to: 'claimed', fromAgent: payload.from_agent, toAgent: payload.to_agent },
+      {
+        id,
+        from: 'pending',
+        to: 'claimed',
+        fromAgent: payload.from_agent,
+        toAgent: payload.to_agent,
+        ...(received !== undefined ? { pendingMs: Math.max(0, now - received) } : {}),
+      },
       this.#auditFor('claim', payload, 'claimed', { by: agent }),
     );
     return { record: this.#recordFromRelay('claimed', stored, relay, dest), token, leaseUntil };

@@ -96,6 +96,8 @@ export interface TransitionEvent {
   fromAgent: string;
   toAgent: string;
   reason?: string;
+  /** For a claim: how long the handoff was pending, from its arrival to the claim (when known). */
+  pendingMs?: number;
 }
 
 /** The ids a sweep moved to `rejected/`, by reason. */

@@ -149,3 +149,16 @@ test('complete or renew of a handoff rejected before anyone accepted it → 409 
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'INVALID_STATE', op);
   }
 });
+
+test('the time from start to accept is a metric (start → accept latency, DESIGN §7)', async (t) => {
+  const { app, clock } = await appWithClock(t);
+  const p = makePayload({ nowMs: T0 });
+  await post(app, '/api/v1/handoffs/start', 'bob', p.text);
+  clock.now = T0 + 1500;
+  assert.equal((await post(app, `/api/v1/handoffs/${p.id}/accept`, 'alice', '')).status, 200);
+  const text = await app.metrics.registry.metrics();
+  assert.match(text, /^handoff_hub_start_to_accept_seconds_count 1$/m);
+  assert.match(text, /^handoff_hub_start_to_accept_seconds_sum 1\.5$/m);
+  assert.match(text, /^handoff_hub_start_to_accept_seconds_bucket\{le="1"\} 0$/m);
+  assert.match(text, /^handoff_hub_start_to_accept_seconds_bucket\{le="2\.5"\} 1$/m);
+});

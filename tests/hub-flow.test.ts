@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { HubClient } from '../agent-listener/hub-client.js';
 import { buildPayload, parsePayload } from '../protocol/index.js';
+import { openSpool } from '../spool/index.js';
 import { HAS_PYTHON } from './helpers/python.js';
 import { authHeaders, getText, makePayload, postJson, startTestHub, TEST_TOKENS } from './helpers/hub.js';
 
@@ -122,6 +123,19 @@ test('an identical repeat of a start → 200 with the current state; other bytes
   assert.equal(conflict.status, 409);
   assert.equal(conflict.body.error.code, 'CONFLICT');
   assert.deepEqual([conflict.body.status, conflict.body.reason], ['rejected', 'CONFLICT']);
+});
+
+test('on a spool another process writes too, a parked poll finds a handoff that process put', async (t) => {
+  const { url, spoolDir } = await startTestHub(t, { exclusiveSpool: false });
+  const parked = getText(api(url, '/handoffs/poll?agent=alice&wait=20'), 'alice');
+  await until(async () => (await metricValue(url, 'handoff_hub_parked_polls')) === 1, 'the poll to park');
+  const other = await openSpool({ root: spoolDir });
+  t.after(() => other.close());
+  const p = makePayload();
+  await other.put(p.text);
+  const woken = await parked;
+  assert.equal(woken.status, 200, 'found by the parked poll, not a 204 at the end of its wait');
+  assert.equal(woken.text, `{"handoffs":[${p.text}]}`);
 });
 
 test('a poll parked before the start is woken and gets the exact payload bytes', async (t) => {
