@@ -138,6 +138,16 @@ test('start signs the transcript as written and checks --caller and --hop; show 
   assert.equal(verified.valid, true, 'what show prints still verifies');
 });
 
+test('handoff with no command (or a command group alone) prints the help once and exits with USAGE', async (t) => {
+  const dir = await tmpDir(t);
+  for (const args of [[], ['keys'], ['hub']]) {
+    const r = await runCli(args, { cwd: dir, env: { HOME: dir } });
+    assert.equal(r.code, ERROR_CODES.USAGE.exit, args.join(' '));
+    assert.match(r.stderr, /^Usage: handoff/m, 'the help is shown');
+    assert.doesNotMatch(r.stderr, /error \[/, 'and no error line about it');
+  }
+});
+
 test('demo --keep --json leaves a spool with one archived handoff whose payload verifies', async (t) => {
   const dir = await tmpDir(t);
   const r = await runCli(['demo', '--keep', '--json'], { cwd: dir, env: { HOME: dir } });
