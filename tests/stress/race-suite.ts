@@ -365,7 +365,9 @@ export async function parkedPolls(options: ParkedPollOptions): Promise<SuiteResu
   const result = newResult('parked polls with disconnects');
   const config = path.join(options.dir, 'hub.json');
   await writeTestConfig(config);
-  const hub = await startHub({ spoolDir: path.join(options.dir, 'spool'), configFile: config, port: 0, logger: createHubLogger({ level: 'silent' }) });
+  // One agent parks them all: lift the per-agent cap, this suite is about what is left behind.
+  const limits = { maxParkedPerAgent: 1_000_000 };
+  const hub = await startHub({ spoolDir: path.join(options.dir, 'spool'), configFile: config, port: 0, logger: createHubLogger({ level: 'silent' }), limits });
   const { hostname, port } = new URL(hub.url);
   const open = (agent: string, route: string): { req: ClientRequest; done: Promise<number> } => {
     const req = httpRequest({ hostname, port, path: `/api/v1/handoffs/${route}`, headers: { authorization: `Bearer ${TEST_TOKENS[agent]}` }, agent: false });
