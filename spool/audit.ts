@@ -114,6 +114,8 @@ export class AuditLog {
   #flushing: Promise<void> | null = null;
   #tail: Tail | undefined;
   #idle: Array<() => void> = [];
+  /** Day files whose entry in the directory this instance has fsynced. */
+  readonly #durableFiles = new Set<string>();
 
   constructor(options: AuditLogOptions) {
     this.#fs = options.fs;
@@ -245,12 +247,13 @@ export class AuditLog {
             await this.#fs.close(fd);
           }
         }
-        if (isNewFile) {
+        // The day file's entry in events/ must be durable too, also for a file found on disk: an
+        // earlier attempt (or process) may have created it and failed (or died) before this fsync.
+        if (!this.#durableFiles.has(g.file)) {
           await this.#fs.fsyncDir(this.#dir);
-          size = data.length;
-        } else {
-          size += data.length;
+          this.#durableFiles.add(g.file);
         }
+        size = isNewFile ? data.length : size + data.length;
       }
       this.#tail = { file: latest, size, hash, seq };
     } catch (err) {

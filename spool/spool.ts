@@ -651,10 +651,15 @@ export class Spool implements SpoolApi {
     return unlessMissing(this.#fs.readdir(dir), []);
   }
 
-  /** Creates a bucket directory on first use (and makes its entry in the parent durable). */
+  /**
+   * Creates a bucket directory on first use and makes its entry in the parent durable. The parent
+   * is fsynced even when the directory exists already: it may have been created by an attempt
+   * whose fsync failed, or by another process that has not fsynced it yet (or died first).
+   */
   async #ensureDir(dir: string): Promise<void> {
     if (this.#knownDirs.has(dir)) return;
-    if (await this.#fs.mkdir(dir, this.#o.dirMode)) await this.#dirs.sync(path.dirname(dir));
+    await this.#fs.mkdir(dir, this.#o.dirMode);
+    await this.#dirs.sync(path.dirname(dir));
     this.#knownDirs.add(dir);
   }
 
@@ -1569,16 +1574,17 @@ export class Spool implements SpoolApi {
 
   async #ensureLayout(): Promise<void> {
     const mode = this.#o.dirMode;
+    // Parents are fsynced at every open, created now or not: a directory found may come from an
+    // open whose fsync failed or that died before it (as in #ensureDir).
     const make = async (parent: string, children: readonly string[]): Promise<void> => {
       const present = new Set(await this.#readdirIfExists(parent));
-      let created = false;
       for (const child of children) {
-        if (present.has(child)) continue;
-        created = (await this.#fs.mkdir(path.join(parent, child), mode)) || created;
+        if (!present.has(child)) await this.#fs.mkdir(path.join(parent, child), mode);
       }
-      if (created) await this.#dirs.sync(parent);
+      await this.#dirs.sync(parent);
     };
-    if (await this.#fs.mkdir(this.root, mode)) await this.#dirs.sync(path.dirname(this.root));
+    await this.#fs.mkdir(this.root, mode);
+    await this.#dirs.sync(path.dirname(this.root));
     await make(this.root, ['tmp', HANDOFF_STATES.pending, HANDOFF_STATES.claimed, HANDOFF_STATES.archived, HANDOFF_STATES.rejected, 'events']);
     await make(this.#paths.rejected, ['_invalid', '_conflict']);
     for (const dir of [this.root, this.#paths.tmp, this.#paths.handoff, this.#paths.claimed, this.#paths.archive, this.#paths.rejected, this.#paths.events]) {

@@ -71,3 +71,60 @@ test('negative control: with directory fsyncs made ineffective, the suite sees a
   assert.ok(lost.length > 0, 'the suite must fail when the directory fsync is missing');
   assert.match(lost[0]?.detail ?? '', /acknowledged/);
 });
+
+/**
+ * A directory (an archive bucket, an audit day file's entry in events/) created by an attempt
+ * whose fsync failed: a later acknowledged operation must still make it durable, though its own
+ * mkdir finds the directory (or file) there already.
+ */
+test('a bucket or audit day file made by an attempt whose fsync failed is made durable by the next acknowledged operation', async (t) => {
+  for (const exclusive of [false, true]) {
+    const scratch = await tmpDir(t, 'handoff-power-dir-');
+    const live = path.join(scratch, 'live');
+    mkdirSync(live);
+    const model = new PowerLossFs(live);
+    let failNext: 'archive' | 'events' | undefined = 'events';
+    let failTruncate = false;
+    const spool = await openSpool({
+      root: path.join(live, 'spool'),
+      exclusive,
+      recoveryGraceMs: 0,
+      fs: {
+        ...model.ops,
+        fsyncDir: async (dir) => {
+          if (failNext !== undefined && path.basename(dir) === failNext) {
+            failTruncate = failNext === 'events';
+            failNext = undefined;
+            throw Object.assign(new Error('injected fsync failure'), { code: 'EIO' });
+          }
+          return model.ops.fsyncDir(dir);
+        },
+        // The audit log then cuts the failed line off; that fails too, so the day file stays.
+        truncate: async (file, length) => {
+          if (failTruncate) {
+            failTruncate = false;
+            throw Object.assign(new Error('injected truncate failure'), { code: 'EIO' });
+          }
+          return model.ops.truncate(file, length);
+        },
+      },
+    });
+    const id = 'dir-durable';
+    // The first put creates today's audit file; the fsync of events/ fails, and so does the put.
+    await assert.rejects(spool.put(makePayload({ id: 'dir-first' }).text), { code: 'IO' });
+    await spool.put(makePayload({ id }).text);
+    const claim = await spool.claim(id, 'alice');
+    failNext = 'archive'; // the new bucket's entry in archive/
+    await assert.rejects(spool.complete(id, claim.token, { outcome: 'connected' }), { code: 'IO' });
+    await spool.complete(id, claim.token, { outcome: 'connected' }); // acknowledged
+    await spool.close();
+    const image = path.join(scratch, 'image');
+    model.materialize(image);
+    const root = path.join(image, 'spool');
+    assert.ok(existsSync(path.join(root, 'archive', bucketOf(id), `${id}.json`)), `exclusive=${exclusive}: the bucket survived the power cut`);
+    assert.equal(readdirSync(path.join(root, 'events')).filter((f) => f.endsWith('.jsonl')).length, 1, `exclusive=${exclusive}: the audit file survived`);
+    const reopened = await openSpool({ root, exclusive, recoveryGraceMs: 0 });
+    assert.equal((await reopened.get(id))?.state, 'archived', `exclusive=${exclusive}`);
+    await reopened.close();
+  }
+});
