@@ -761,10 +761,23 @@ export class Spool implements SpoolApi {
     // Looking in the order a handoff moves means a move in progress cannot hide it from us.
     for (const state of states) {
       const file = this.#pathOf(state, id);
-      const bytes = await this.#readIfExists(file);
-      if (bytes) found = { state, path: file, file: this.#decodeOrThrow(file, bytes) };
+      const stored = await this.#readOwn(id, file);
+      if (stored) found = { state, path: file, file: stored };
     }
     return found;
+  }
+
+  /**
+   * The handoff `id` read from `file`; undefined when the file is missing or holds another
+   * handoff: a foreign name in handoff/ can have the shape of an id (gptme-voice writes
+   * `{caller_hash}-{seq}.json`), and taking such a file under its name would move it away from
+   * its own id. The next scan of handoff/ adopts it under its real id.
+   */
+  async #readOwn(id: string, file: string): Promise<StoredFile | undefined> {
+    const bytes = await this.#readIfExists(file);
+    if (!bytes) return undefined;
+    const stored = this.#decodeOrThrow(file, bytes);
+    return stored.payload.handoff_id === id ? stored : undefined;
   }
 
   /**
@@ -1232,12 +1245,11 @@ export class Spool implements SpoolApi {
   /** The file of `id` in handoff/: from the index when it is the truth, else read from disk. */
   async #pendingFile(id: string, src: string): Promise<StoredFile | undefined> {
     if (this.#indexIsTruth()) return this.#indexedFile(id);
-    let bytes = await this.#readIfExists(src);
-    if (!bytes) {
-      await this.#refreshPending();
-      bytes = await this.#readIfExists(src);
-    }
-    return bytes ? this.#decodeOrThrow(src, bytes) : undefined;
+    // A miss may be a file not adopted yet (or a foreign one at this name): the scan adopts it.
+    const own = await this.#readOwn(id, src);
+    if (own) return own;
+    await this.#refreshPending();
+    return this.#readOwn(id, src);
   }
 
   /** Writes the claimed envelope after the rename that decided the claim, and commits it. */

@@ -509,6 +509,21 @@ describe('spool: foreign files in handoff/', () => {
     assert.equal((await h.spool.claim(p.id, 'alice')).record.state, 'claimed');
   });
 
+  test('a dropped file is never taken under its own name, which has the shape of an id', async (t) => {
+    for (const take of ['get', 'claim', 'reject'] as const) {
+      const h = await harness(t);
+      const p = makePayload({ id: `1795341600-bob-alice-8a59780bb8cd2ba0-${take}`, nowMs: T0 });
+      const name = '8a59780bb8cd2ba0-7';
+      writeFileSync(path.join(h.root, 'handoff', `${name}.json`), p.text);
+      if (take === 'get') assert.equal(await h.spool.get(name), undefined);
+      if (take === 'claim') await assert.rejects(h.spool.claim(name, 'alice'), { code: 'NOT_FOUND' });
+      if (take === 'reject') await assert.rejects(h.spool.reject(name, { reason: 'busy', by: 'alice' }), { code: 'NOT_FOUND' });
+      assert.equal((await h.spool.get(p.id))?.state, 'pending', `${take}: the handoff is adopted under its own id`);
+      assert.deepEqual(onlyPlace(h.root, p.id).bytes, Buffer.from(p.text), take);
+      assert.equal((await h.spool.claim(p.id, 'alice')).record.state, 'claimed', take);
+    }
+  });
+
   test('a repeated drop of the same payload is removed; other bytes under a taken id go to rejected/_conflict/', async (t) => {
     const h = await harness(t);
     const p = makePayload({ id: 'drop-1', nowMs: T0 });
