@@ -150,6 +150,9 @@ const MAX_REASON_CHARS = 256;
 const MAX_NOTES_CHARS = 8192;
 /** Who the relay names as the actor of its own decisions (expiry, lease expiry, invalid drops). */
 const RELAY_ACTOR = 'relay';
+/** Ids with transitions whose commit failed that are remembered at most (see `#remember`). */
+const MAX_UNACKED_IDS = 10_000;
+
 /** The janitor's lock, in events/. */
 const SWEEP_LOCK = '.sweep.lock';
 
@@ -343,8 +346,8 @@ export class Spool implements SpoolApi {
   readonly #deferred = new Map<string, HandoffState>();
   /** Directories known to exist (bucket directories are created on first use). */
   readonly #knownDirs = new Set<string>();
-  /** Transitions renamed into place whose caller heard an error (see `#commitMove`), by id. */
-  readonly #unacked = new Map<string, UnackedMove>();
+  /** Transitions made durable whose commit failed (see `#commitMove`), by id, oldest first. */
+  readonly #unacked = new Map<string, UnackedMove[]>();
   #closing: Promise<void> | null = null;
   /** Whether recovery ran once already (leftover locks are removed only at open). */
   #recovered = false;
@@ -602,41 +605,54 @@ export class Spool implements SpoolApi {
    */
   async #commitMove(destDir: string, srcDir: string, event: TransitionEvent, audit: AuditEvent): Promise<void> {
     const move: UnackedMove = { event, audit, emitted: false };
-    try {
-      await this.#syncMove(destDir, srcDir);
-    } catch (err) {
-      this.#unacked.set(event.id, move);
-      throw err;
-    }
-    await this.#commitRemembering(move);
+    this.#remember([move]);
+    await this.#syncMove(destDir, srcDir);
+    await this.#commitRemembered(event.id);
   }
 
-  async #commitRemembering(move: UnackedMove): Promise<void> {
-    try {
-      const written = this.#audit.append(move.audit);
-      if (!move.emitted) {
-        move.emitted = true;
-        this.#emit(move.event);
+  /**
+   * Commits (tells listeners once, then audits) the remembered transitions of `id`, oldest first,
+   * so that a transition whose commit failed is recorded before a later one of the same id. What
+   * cannot be committed now stays remembered, for the next transition or repeat of the id.
+   */
+  async #commitRemembered(id: string): Promise<void> {
+    const moves = this.#unacked.get(id);
+    if (moves === undefined) return;
+    this.#unacked.delete(id); // first, so that concurrent callers commit each move once
+    for (let i = 0; i < moves.length; i++) {
+      const move = moves[i] as UnackedMove;
+      try {
+        const written = this.#audit.append(move.audit);
+        if (!move.emitted) {
+          move.emitted = true;
+          this.#emit(move.event);
+        }
+        await written;
+      } catch (err) {
+        this.#remember(moves.slice(i), { older: true });
+        throw err;
       }
-      await written;
-    } catch (err) {
-      this.#unacked.set(move.event.id, move);
-      throw err;
     }
+  }
+
+  /** Remembers moves of one id whose commit is due (after those known, or before them when older). */
+  #remember(moves: UnackedMove[], how: { older?: boolean } = {}): void {
+    const id = (moves[0] as UnackedMove).event.id;
+    const known = this.#unacked.get(id) ?? [];
+    this.#unacked.set(id, how.older ? [...moves, ...known] : [...known, ...moves]);
+    // Failures are rare; a disk failing for hours must still not grow this without bound.
+    while (this.#unacked.size > MAX_UNACKED_IDS) this.#unacked.delete(this.#unacked.keys().next().value as string);
   }
 
   /**
    * Before a repeated claim, completion or rejection is answered from the state it finds: the
-   * first attempt may still be before its directory fsync (in flight here, or in another process)
-   * or may have failed after its rename, and an idempotent answer is an acknowledgement too. So
-   * the move is made durable, and committed if its own attempt failed in this process.
+   * first attempt may still be before its directory fsync (in another process) or may have failed
+   * after its rename, and an idempotent answer is an acknowledgement too. So the move is made
+   * durable, and committed if its own commit failed in this process.
    */
   async #ackRepeat(id: string, destDir: string, srcDir: string): Promise<void> {
     await this.#syncMove(destDir, srcDir);
-    const move = this.#unacked.get(id);
-    if (!move) return;
-    this.#unacked.delete(id); // first, so that concurrent repeats commit it once
-    await this.#commitRemembering(move);
+    await this.#commitRemembered(id);
   }
 
   #readIfExists(file: string): Promise<Uint8Array | undefined> {
@@ -1065,7 +1081,8 @@ export class Spool implements SpoolApi {
       else await this.#moveAside(name, full, this.#paths.conflict, this.#auditFor('conflict', stored.payload, 'pending', { file: name }));
       return null;
     }
-    await this.#fs.unlink(full);
+    // Another process's scan may have dropped the foreign name as a copy of ours meanwhile.
+    await unlessMissing(this.#fs.unlink(full), undefined);
     await this.#dirs.sync(this.#paths.handoff);
     const item = this.#makeItem(`${id}.json`, stored.payload, stored.payloadText, receivedAtMs);
     this.#indexAdd(item);
@@ -1150,9 +1167,20 @@ export class Spool implements SpoolApi {
     const exclusive = this.#indexIsTruth();
     // An exclusive spool indexes a put only once it is durable: a repeat is answered from memory.
     const indexed = exclusive ? this.#indexedFile(id) : undefined;
-    if (indexed) return this.#existingPut({ state: 'pending', path: this.#pathOf('pending', id), file: indexed }, payloadText);
+    if (indexed) {
+      const answer = await this.#existingPut({ state: 'pending', path: this.#pathOf('pending', id), file: indexed }, payloadText);
+      await this.#commitRemembered(id); // the first put's audit line may have failed
+      return answer;
+    }
     const later = await this.#locateLater(id);
-    if (later) return this.#existingPut(later, payloadText);
+    if (later) {
+      const answer = await this.#existingPut(later, payloadText);
+      // An idempotent answer is an acknowledgement: the state found must be durable, and its
+      // transition committed if its own commit failed here.
+      await this.#dirs.sync(this.#dirOf(later.state, id));
+      await this.#commitRemembered(id);
+      return answer;
+    }
     const dest = this.#pathOf('pending', id);
     const tmp = await this.#tmp.write(bytes);
     try {
@@ -1173,15 +1201,23 @@ export class Spool implements SpoolApi {
         // that earlier put failed before its commit. This repeat is the one acknowledged, so it
         // commits (indexes, audits, wakes pollers) as the first would have.
         this.#indexAdd(this.#makeItem(`${id}.json`, payload, payloadText, this.#o.clock()));
-        await this.#committed(
-          { id, from: null, to: 'pending', fromAgent: payload.from_agent, toAgent: payload.to_agent },
-          this.#auditFor('put', payload, 'pending'),
-        );
+        this.#remember([this.#putMove(payload)]);
       }
+      await this.#commitRemembered(id);
       return answer;
     }
-    await this.#fs.unlink(tmp);
-    await this.#dirs.sync(this.#paths.handoff);
+    try {
+      await this.#fs.unlink(tmp);
+      await this.#dirs.sync(this.#paths.handoff);
+    } catch (err) {
+      // Not acknowledged, so not indexed: an exclusive spool takes the file back too (best
+      // effort), so that the disk agrees with its index (get, expiry, a put of other bytes) and
+      // the repeat takes the ordinary path. In a shared one others may have seen the file
+      // already: it stays, and the repeat that finds it commits it.
+      if (exclusive) await unlessMissing(this.#fs.unlink(dest), undefined).catch(() => undefined);
+      else this.#remember([this.#putMove(payload)]);
+      throw err;
+    }
     // A transition of an earlier copy may have run between the check above and the link: then
     // the file just linked is a second copy of a handoff that has moved on. Not so in an exclusive
     // spool: puts of one id are serialized, the id was nowhere at the check, and only this process
@@ -1200,11 +1236,17 @@ export class Spool implements SpoolApi {
     }
     const item = this.#makeItem(`${id}.json`, payload, payloadText, this.#o.clock());
     this.#indexAdd(item);
-    await this.#committed(
-      { id, from: null, to: 'pending', fromAgent: payload.from_agent, toAgent: payload.to_agent },
-      this.#auditFor('put', payload, 'pending'),
-    );
+    this.#remember([this.#putMove(payload)]);
+    await this.#commitRemembered(id);
     return { record: this.#pendingRecord(payload, payloadText), created: true };
+  }
+
+  #putMove(payload: ParsedPayload): UnackedMove {
+    return {
+      event: { id: payload.handoff_id, from: null, to: 'pending', fromAgent: payload.from_agent, toAgent: payload.to_agent },
+      audit: this.#auditFor('put', payload, 'pending'),
+      emitted: false,
+    };
   }
 
   async #existingPut(found: Located, payloadText: string): Promise<PutResult> {
@@ -1269,6 +1311,7 @@ export class Spool implements SpoolApi {
       claim_token_sha256: sha256Hex(token),
     };
     await this.#replace(dest, encodeEnvelope(relay, stored.payloadText), { kind: 'envelope', payloadText: stored.payloadText, payload, relay });
+    if (!this.#o.exclusive) await this.#fenceIfMovedOn(id, dest, 'the claim ended while it was being written');
     await this.#commitMove(
       this.#paths.claimed,
       this.#paths.handoff,
@@ -1317,6 +1360,19 @@ export class Spool implements SpoolApi {
     });
   }
 
+  /**
+   * A rewrite of claimed/X is a rename over the path: when a sweep in another process moved the
+   * claim on (to rejected/) just before, the rewrite put a second copy back in claimed/. Then the
+   * copy is removed again and the caller hears FENCED.
+   */
+  async #fenceIfMovedOn(id: string, dest: string, why: string): Promise<void> {
+    const later = await this.#laterState(id);
+    if (later !== 'archived' && later !== 'rejected') return;
+    await unlessMissing(this.#fs.unlink(dest), undefined);
+    await this.#dirs.sync(this.#paths.claimed);
+    throw new HandoffError('FENCED', why);
+  }
+
   /** Whether `file` was last changed longer than the recovery grace ago (no live writer is finishing it). */
   async #olderThanGrace(file: string): Promise<boolean> {
     const st = await this.#statIfExists(file);
@@ -1355,13 +1411,7 @@ export class Spool implements SpoolApi {
     const relay: RelayFacts = { ...held.relay, lease_until: isoMillis(this.#o.clock() + leaseMs) };
     await this.#replace(dest, encodeEnvelope(relay, held.stored.payloadText), { ...held.stored, kind: 'envelope', relay });
     await this.#dirs.sync(this.#paths.claimed);
-    // A sweep in another process may have moved the claim on just before our rename put it back.
-    const later = await this.#laterState(id);
-    if (later === 'archived' || later === 'rejected') {
-      await unlessMissing(this.#fs.unlink(dest), undefined);
-      await this.#dirs.sync(this.#paths.claimed);
-      throw new HandoffError('FENCED', 'the claim ended while it was being renewed');
-    }
+    await this.#fenceIfMovedOn(id, dest, 'the claim ended while it was being renewed');
     await this.#audit.append(this.#auditFor('renew', held.stored.payload, 'claimed', { by: relay.claimed_by }));
     return this.#recordFromRelay('claimed', held.stored, relay, dest);
   }

@@ -5,6 +5,7 @@
  * recovers a put that failed after linking its file.
  */
 import assert from 'node:assert/strict';
+import * as fsSync from 'node:fs';
 import { statSync } from 'node:fs';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -137,6 +138,67 @@ test('a claim, completion or rejection that failed after its rename is made dura
     assert.equal(audit.ok, true, `${c.name}: ${JSON.stringify(audit)}`);
     const setup = c.name === 'claim' || c.name === 'reject pending' ? 1 : 2;
     assert.equal(audit.lines, setup + 1, `${c.name}: one audit line for the transition`);
+  }
+});
+
+test('a transition whose audit line failed is recorded before the next transition of its id, once', async (t) => {
+  const fs = new TestFs();
+  const dir = await root(t);
+  const spool = await openSpool({ root: dir, exclusive: true, fs: fs.ops });
+  t.after(() => spool.close());
+  const id = 'ex-stale';
+  await spool.put(makePayload({ id, nowMs: T0 }).text);
+  const heard: string[] = [];
+  spool.onTransition((e) => heard.push(`${e.from}->${e.to}`));
+  let claimedSynced = false;
+  fs.failWhen = (call) => {
+    if (call.op === 'fsyncDir' && call.args[0] === path.join(dir, 'claimed')) claimedSynced = true;
+    return claimedSynced && call.op === 'fsync'; // the claim's audit line
+  };
+  const token = 'k'.repeat(43);
+  await assert.rejects(spool.claim(id, 'alice', { token }), { code: 'IO' });
+  await spool.complete(id, token, { outcome: 'connected' }); // a later transition, acknowledged
+  await spool.complete(id, token, { outcome: 'connected' }); // and its repeat
+  assert.deepEqual(heard, ['pending->claimed', 'claimed->archived']);
+  await spool.close();
+  const log = fsSync.readdirSync(path.join(dir, 'events')).map((f) => fsSync.readFileSync(path.join(dir, 'events', f), 'utf8')).join('');
+  assert.deepEqual(log.trim().split('\n').map((l) => (JSON.parse(l) as { event: string }).event), ['put', 'claim', 'complete']);
+  assert.equal((await verifyAudit(path.join(dir, 'events'))).ok, true);
+});
+
+test('a put whose audit line or directory fsync failed: its repeat records it once; nothing of it is left to diverge', async (t) => {
+  for (const exclusive of [false, true]) {
+    for (const fail of ['audit', 'fsyncDir'] as const) {
+      const fs = new TestFs();
+      const dir = await root(t);
+      const spool = await openSpool({ root: dir, exclusive, fs: fs.ops });
+      const heard: string[] = [];
+      spool.onTransition((e) => heard.push(e.to));
+      const p = makePayload({ id: `ex-put-${fail}`, nowMs: T0 });
+      let handoffSynced = false;
+      fs.failWhen =
+        fail === 'fsyncDir'
+          ? (call) => call.op === 'fsyncDir' && call.args[0] === path.join(dir, 'handoff')
+          : (call) => {
+              if (call.op === 'fsyncDir' && call.args[0] === path.join(dir, 'handoff')) handoffSynced = true;
+              return handoffSynced && call.op === 'fsync';
+            };
+      const what = `exclusive=${exclusive}, ${fail}`;
+      await assert.rejects(spool.put(p.text), { code: 'IO' }, what);
+      if (exclusive && fail === 'fsyncDir') {
+        assert.equal(fsSync.existsSync(path.join(dir, 'handoff', `${p.id}.json`)), false, `${what}: the unacknowledged file is taken back`);
+        const other = makePayload({ id: p.id, nowMs: T0, reason: 'other' });
+        assert.equal((await spool.put(other.text)).created, true, `${what}: so the id is free, as the index says`);
+      } else {
+        await spool.put(p.text);
+        await spool.put(p.text);
+      }
+      assert.deepEqual(heard, ['pending'], `${what}: one event`);
+      await spool.close();
+      const audit = await verifyAudit(path.join(dir, 'events'));
+      assert.equal(audit.ok, true, what);
+      assert.equal(audit.lines, 1, `${what}: one put line`);
+    }
   }
 });
 

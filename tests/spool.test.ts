@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, test, type TestContext } from 'node:test';
 import { computeHmac, HandoffError, parsePayload } from '../protocol/index.js';
-import { bucketOf, openSpool, verifyAudit, type HandoffState, type Spool, type SpoolOptions } from '../spool/index.js';
+import { bucketOf, createRealFsOps, openSpool, verifyAudit, type HandoffState, type Spool, type SpoolOptions } from '../spool/index.js';
 import { makePayload, TestFs, TEST_SECRET } from './helpers/spool-fixtures.js';
 import { listTree, onlyPlace, payloadBytesOf, placesOf, tmpFiles } from './helpers/spool-inspect.js';
 import { tmpDir } from './helpers/tmp.js';
@@ -522,6 +522,61 @@ describe('spool: foreign files in handoff/', () => {
       assert.deepEqual(onlyPlace(h.root, p.id).bytes, Buffer.from(p.text), take);
       assert.equal((await h.spool.claim(p.id, 'alice')).record.state, 'claimed', take);
     }
+  });
+
+  test('two processes adopting the same dropped file at once: no error, the handoff pending once', async (t) => {
+    const h = await harness(t);
+    const p = makePayload({ id: 'adopt-race', nowMs: T0 });
+    const real = createRealFsOps();
+    let other: Spool | undefined;
+    const first = await openSpool({
+      root: h.root,
+      recoveryGraceMs: 0,
+      foreignGraceMs: 0,
+      fs: {
+        ...real,
+        // Right after this process linked the file under its id, the other one scans handoff/.
+        link: async (from, to) => {
+          await real.link(from, to);
+          if (other && from.endsWith('8a59780bb8cd2ba0-9.json')) await other.listPending();
+        },
+      },
+    });
+    t.after(() => first.close());
+    other = await openSpool({ root: h.root, recoveryGraceMs: 0, foreignGraceMs: 0 });
+    t.after(() => other?.close());
+    writeFileSync(path.join(h.root, 'handoff', '8a59780bb8cd2ba0-9.json'), p.text); // dropped after both opened
+    assert.deepEqual((await first.listPending()).map((e) => e.id), ['adopt-race']);
+    assert.deepEqual(onlyPlace(h.root, p.id).bytes, Buffer.from(p.text));
+  });
+
+  test('a repeated claim that races a sweep in another process is fenced, never a second copy', async (t) => {
+    const h = await harness(t);
+    const p = makePayload({ id: 'repeat-race', nowMs: Date.now(), ttlMs: 3_600_000 });
+    // A claim cut off between its rename and its envelope: the bare payload in claimed/.
+    writeFileSync(path.join(h.root, 'claimed', `${p.id}.json`), p.text);
+    const sweeper = await openSpool({ root: h.root, recoveryGraceMs: 0 });
+    t.after(() => sweeper.close());
+    const real = createRealFsOps();
+    let sweepOnce = true;
+    const claimer = await openSpool({
+      root: h.root,
+      recoveryGraceMs: 0,
+      fs: {
+        ...real,
+        // While the claimer writes the envelope, the other process sweeps (the bare claim's lease is long over).
+        createExclusive: async (file, mode) => {
+          if (sweepOnce) {
+            sweepOnce = false;
+            await sweeper.sweep(Date.now() + 3_600_000);
+          }
+          return real.createExclusive(file, mode);
+        },
+      },
+    });
+    t.after(() => claimer.close());
+    await assert.rejects(claimer.claim(p.id, 'alice', { token: 'R'.repeat(43) }), { code: 'FENCED' });
+    assert.equal(placesOf(h.root, p.id).length, 1, `one place: ${JSON.stringify(placesOf(h.root, p.id))}`);
   });
 
   test('a repeated drop of the same payload is removed; other bytes under a taken id go to rejected/_conflict/', async (t) => {
