@@ -234,7 +234,7 @@ function sha256Hex(data: string): string {
 /** A claim token a claimer may propose: long enough to be unguessable, and plain ASCII. */
 const CLAIM_TOKEN_RE = /^[A-Za-z0-9_-]{32,128}$/;
 
-/** A transition renamed into place whose commit has not been heard of (see `#commitMove`). */
+/** A durable transition whose commit (listeners told, audit line written) is due (see `#commitMove`). */
 interface UnackedMove {
   event: TransitionEvent;
   audit: AuditEvent;
@@ -599,14 +599,18 @@ export class Spool implements SpoolApi {
   }
 
   /**
-   * Makes a move durable (`#syncMove`) and commits it. When either step fails the caller hears an
-   * error although the rename happened: the transition is remembered, so that the repeat which
-   * finds it done (`#ackRepeat`) commits it then, as the put's repeat does.
+   * Makes a move durable (`#syncMove`), then commits it. When either step fails the caller hears
+   * an error although the rename happened: the transition stays remembered, and the next
+   * transition or repeat of the id (`#ackRepeat`) commits it. Nothing is committed before the
+   * move is durable.
    */
   async #commitMove(destDir: string, srcDir: string, event: TransitionEvent, audit: AuditEvent): Promise<void> {
     const move: UnackedMove = { event, audit, emitted: false };
-    this.#remember([move]);
-    await this.#syncMove(destDir, srcDir);
+    try {
+      await this.#syncMove(destDir, srcDir);
+    } finally {
+      this.#remember([move]);
+    }
     await this.#commitRemembered(event.id);
   }
 
