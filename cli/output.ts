@@ -21,9 +21,12 @@ export class RawJson {
 /** `JSON.stringify`, with each `RawJson` inside spliced in verbatim. */
 export function stringifyWithRaw(data: unknown): string {
   const raws: string[] = [];
-  const json = JSON.stringify(data, (_key, value: unknown) => (value instanceof RawJson ? `\u0000raw:${raws.push(value.text) - 1}` : value));
-  // JSON.stringify writes the NUL as the six characters \u0000, which no other string produces.
-  return raws.length === 0 ? json : json.replace(/"\\u0000raw:(\d+)"/g, (_m, i: string) => raws[Number(i)] as string);
+  // A placeholder no string of the data can equal: a NUL, then a fresh random nonce.
+  const nonce = globalThis.crypto.randomUUID();
+  const json = JSON.stringify(data, (_key, value: unknown) => (value instanceof RawJson ? `\u0000${nonce}:${raws.push(value.text) - 1}` : value));
+  if (raws.length === 0) return json;
+  // JSON.stringify writes the NUL as the six characters \u0000.
+  return json.replace(new RegExp(`"\\\\u0000${nonce}:(\\d+)"`, 'g'), (_m, i: string) => raws[Number(i)] as string);
 }
 
 /** Writes a command's result: `human(data)` as text, or `data` as one JSON document. */
