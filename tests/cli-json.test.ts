@@ -19,17 +19,22 @@ function json(stdout: string): Record<string, unknown> {
   return JSON.parse(lines[0] as string) as Record<string, unknown>;
 }
 
+/** A spool path in `dir`, and bob's and alice's key directories holding their pair secret. */
+async function bobAndAlice(dir: string): Promise<{ spool: string; bobKeys: string; aliceKeys: string }> {
+  const bobKeys = path.join(dir, 'bob-keys');
+  const aliceKeys = path.join(dir, 'alice-keys');
+  await writeKeyFile(keyFilePath(bobKeys, 'alice'), SECRET);
+  await writeKeyFile(keyFilePath(aliceKeys, 'bob'), SECRET);
+  return { spool: path.join(dir, 'spool'), bobKeys, aliceKeys };
+}
+
 function keysOf(doc: Record<string, unknown>): string[] {
   return Object.keys(doc).sort();
 }
 
 test('--json on the lifecycle, maintenance and key commands prints one document of a stable shape', async (t) => {
   const dir = await tmpDir(t);
-  const spool = path.join(dir, 'spool');
-  const bobKeys = path.join(dir, 'bob-keys');
-  const aliceKeys = path.join(dir, 'alice-keys');
-  await writeKeyFile(keyFilePath(bobKeys, 'alice'), SECRET);
-  await writeKeyFile(keyFilePath(aliceKeys, 'bob'), SECRET);
+  const { spool, bobKeys, aliceKeys } = await bobAndAlice(dir);
   const env = { HOME: dir };
   const cli = (...args: string[]) => runCli(args, { cwd: dir, env });
   const transcript = path.join(dir, 't.json');
@@ -103,11 +108,7 @@ test('errors with --json are one JSON document on stderr, with the exit status o
 
 test('start signs the transcript as written and checks --caller and --hop; show --payload prints bytes that verify', async (t) => {
   const dir = await tmpDir(t);
-  const spool = path.join(dir, 'spool');
-  const bobKeys = path.join(dir, 'bob-keys');
-  const aliceKeys = path.join(dir, 'alice-keys');
-  await writeKeyFile(keyFilePath(bobKeys, 'alice'), SECRET);
-  await writeKeyFile(keyFilePath(aliceKeys, 'bob'), SECRET);
+  const { spool, bobKeys, aliceKeys } = await bobAndAlice(dir);
   const cli = (...args: string[]) => runCli(args, { cwd: dir, env: { HOME: dir } });
   const startArgs = ['start', '--spool', spool, '--agent', 'bob', '--to', 'alice', '--reason', 'scheduling', '--keys', bobKeys, '--ttl', '300', '--json'];
   for (const [flag, value] of [['--caller', ''], ['--caller', 'not a number'], ['--caller', '+1 555 123 4567'], ['--hop', '0x10'], ['--hop', ''], ['--hop', '5000'], ['--hop', '-1']]) {

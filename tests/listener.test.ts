@@ -257,18 +257,10 @@ test('a delivery step that fails (hub briefly unavailable) is retried after a pa
   const s = await setup(t);
   const p = payload();
   s.source.add(p.payload.handoff_id, p.text);
-  const realComplete = s.source.complete.bind(s.source);
-  let failures = 0;
-  s.source.complete = async (...args) => {
-    if (failures++ === 0) throw new HandoffError('UNAVAILABLE', 'hub restarting');
-    return realComplete(...args);
-  };
+  completeFailsOnce(s.source);
   const listener = await s.make();
   listener.start();
   t.after(() => listener.stop());
-  const until = async (check: () => boolean) => {
-    for (let i = 0; i < 400 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
-  };
   await until(() => s.events.some((e) => e.event === 'error'));
   assert.equal(s.source.settled.size, 0, 'the first attempt failed');
   s.advance(5000); // past the retry pause
@@ -323,6 +315,16 @@ test('a handoff whose claim was lost can be taken again later; a delivered one c
   assert.equal(s.dialer.dials.length, 1);
 });
 
+/** The source's complete fails once (the hub restarting), then works. */
+function completeFailsOnce(source: FakeSource): void {
+  const realComplete = source.complete.bind(source);
+  let failures = 0;
+  source.complete = async (...args) => {
+    if (failures++ === 0) throw new HandoffError('UNAVAILABLE', 'hub restarting');
+    return realComplete(...args);
+  };
+}
+
 /** Waits (real time) until `check` holds, at most about 2 s. */
 async function until(check: () => boolean): Promise<void> {
   for (let i = 0; i < 400 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
@@ -340,12 +342,7 @@ test('a failed delivery is retried after the pause even while the next poll is p
     await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
     return [];
   };
-  const realComplete = s.source.complete.bind(s.source);
-  let failures = 0;
-  s.source.complete = async (...args) => {
-    if (failures++ === 0) throw new HandoffError('UNAVAILABLE', 'hub restarting');
-    return realComplete(...args);
-  };
+  completeFailsOnce(s.source);
   const listener = await s.make();
   listener.start();
   t.after(() => listener.stop());
