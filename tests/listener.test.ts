@@ -123,8 +123,7 @@ test('no answer → one fallback SMS → rejected with no_answer', async (t) => 
   const s = await setup(t);
   s.dialer.outcome = { status: 'no-answer' };
   const p = payload();
-  s.source.add(p.payload.handoff_id, p.text);
-  await (await s.make()).handle({ id: p.payload.handoff_id, text: p.text });
+  await offerAndHandle(s, p);
   assert.equal(s.dialer.messages.length, 1);
   const sms = s.dialer.messages[0];
   assert.ok(sms);
@@ -138,8 +137,7 @@ test('an answering machine counts as not reached: SMS, then rejected with machin
   const s = await setup(t);
   s.dialer.outcome = { status: 'completed', answeredBy: 'machine_end_beep' };
   const p = payload();
-  s.source.add(p.payload.handoff_id, p.text);
-  await (await s.make()).handle({ id: p.payload.handoff_id, text: p.text });
+  await offerAndHandle(s, p);
   assert.equal(s.dialer.messages.length, 1);
   assert.equal(s.source.settled.get(p.payload.handoff_id)?.outcome, 'machine');
 });
@@ -147,8 +145,7 @@ test('an answering machine counts as not reached: SMS, then rejected with machin
 test('a replayed id is refused with REPLAY, also after a listener restart', async (t) => {
   const s = await setup(t);
   const p = payload();
-  s.source.add(p.payload.handoff_id, p.text);
-  await (await s.make()).handle({ id: p.payload.handoff_id, text: p.text });
+  await offerAndHandle(s, p);
   s.source.settled.clear();
   s.source.add(p.payload.handoff_id, p.text);
   const restarted = await s.make();
@@ -185,8 +182,7 @@ test('a crash after the dial intent was journaled never leads to a second call',
 test('no callback number and an unknown caller → rejected with no_number, nothing dialed', async (t) => {
   const s = await setup(t, { contacts: new Map() });
   const p = payload();
-  s.source.add(p.payload.handoff_id, p.text);
-  await (await s.make()).handle({ id: p.payload.handoff_id, text: p.text });
+  await offerAndHandle(s, p);
   assert.equal(s.dialer.dials.length, 0);
   assert.equal(s.source.settled.get(p.payload.handoff_id)?.outcome, 'no_number');
 });
@@ -194,8 +190,7 @@ test('no callback number and an unknown caller → rejected with no_number, noth
 test('callback_number in the payload is used when the caller is not a contact', async (t) => {
   const s = await setup(t, { contacts: new Map() });
   const p = payload({ sendCallbackNumber: true });
-  s.source.add(p.payload.handoff_id, p.text);
-  await (await s.make()).handle({ id: p.payload.handoff_id, text: p.text });
+  await offerAndHandle(s, p);
   assert.equal(s.dialer.dials[0]?.to, CALLER);
 });
 
@@ -203,14 +198,12 @@ test('opted out (21610) is final and remembered across restarts', async (t) => {
   const s = await setup(t);
   s.dialer.dialError = new HandoffError('OPTED_OUT', 'Twilio 21610');
   const first = payload();
-  s.source.add(first.payload.handoff_id, first.text);
-  await (await s.make()).handle({ id: first.payload.handoff_id, text: first.text });
+  await offerAndHandle(s, first);
   assert.equal(s.source.settled.get(first.payload.handoff_id)?.outcome, 'opted_out');
   assert.equal(s.dialer.messages.length, 0, 'no SMS to an opted-out number');
   s.dialer.dialError = undefined;
   const second = buildPayload({ from: 'bob', to: 'alice', callerId: CALLER, reason: 'again', transcript: [] }, SECRET, NOW + 5000);
-  s.source.add(second.payload.handoff_id, second.text);
-  await (await s.make()).handle({ id: second.payload.handoff_id, text: second.text });
+  await offerAndHandle(s, second);
   assert.equal(s.dialer.dials.length, 1, 'the second handoff for that caller is not dialed');
   assert.equal(s.source.settled.get(second.payload.handoff_id)?.outcome, 'opted_out');
 });
@@ -218,8 +211,7 @@ test('opted out (21610) is final and remembered across restarts', async (t) => {
 test('an sms channel handoff continues by message with the resume hint first', async (t) => {
   const s = await setup(t);
   const p = payload({ channel: 'whatsapp' });
-  s.source.add(p.payload.handoff_id, p.text);
-  await (await s.make()).handle({ id: p.payload.handoff_id, text: p.text });
+  await offerAndHandle(s, p);
   assert.equal(s.dialer.dials.length, 0);
   assert.equal(s.dialer.messages[0]?.channel, 'whatsapp');
   assert.equal(s.dialer.messages[0]?.body, p.payload.resume_hint);
@@ -245,8 +237,7 @@ test('the loop fetches, backs off on fetch errors without spinning, and stop() i
 test('the journal of a delivered handoff records its phases durably', async (t) => {
   const s = await setup(t);
   const p = payload();
-  s.source.add(p.payload.handoff_id, p.text);
-  await (await s.make()).handle({ id: p.payload.handoff_id, text: p.text });
+  await offerAndHandle(s, p);
   const journal = JSON.parse(await readFile(path.join(s.stateDir, 'handoffs', `${p.payload.handoff_id}.json`), 'utf8')) as Record<string, unknown>;
   assert.equal(journal.phase, 'done');
   assert.equal(journal.outcome, 'connected');
@@ -315,6 +306,12 @@ test('a handoff whose claim was lost can be taken again later; a delivered one c
   assert.equal(s.dialer.dials.length, 1);
 });
 
+/** Offers `p` at the source and has a fresh listener handle it to the end. */
+async function offerAndHandle(s: Awaited<ReturnType<typeof setup>>, p: ReturnType<typeof payload>): Promise<void> {
+  s.source.add(p.payload.handoff_id, p.text);
+  await (await s.make()).handle({ id: p.payload.handoff_id, text: p.text });
+}
+
 /** The source's complete fails once (the hub restarting), then works. */
 function completeFailsOnce(source: FakeSource): void {
   const realComplete = source.complete.bind(source);
@@ -376,13 +373,11 @@ test('an SMS opt-out (21610 on the fallback SMS) does not stop later voice calls
   s.dialer.outcome = { status: 'no-answer' };
   s.dialer.messageError = new HandoffError('OPTED_OUT', 'Twilio 21610');
   const first = payload();
-  s.source.add(first.payload.handoff_id, first.text);
-  await (await s.make()).handle({ id: first.payload.handoff_id, text: first.text });
+  await offerAndHandle(s, first);
   assert.equal(s.source.settled.get(first.payload.handoff_id)?.outcome, 'no_answer');
   s.dialer.messageError = undefined;
   const second = buildPayload({ from: 'bob', to: 'alice', callerId: CALLER, reason: 'again', transcript: [] }, SECRET, NOW + 5000);
-  s.source.add(second.payload.handoff_id, second.text);
-  await (await s.make()).handle({ id: second.payload.handoff_id, text: second.text });
+  await offerAndHandle(s, second);
   assert.equal(s.dialer.dials.length, 2, 'the second handoff is dialed');
   assert.equal(s.source.settled.get(second.payload.handoff_id)?.outcome, 'no_answer');
   assert.equal(s.dialer.messages.length, 1, 'but gets no SMS: the caller opted out of those');
