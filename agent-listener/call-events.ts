@@ -4,7 +4,9 @@
  * A callback can arrive before anyone waits for it (a busy line answers within milliseconds of
  * the create request), and callbacks can be lost or reordered, so the final state of each call is
  * remembered for a while, the answering-machine verdict is merged across events, and a slow poll of
- * the call resource settles a call whose final callback never came.
+ * the call resource settles a call whose final callback never came. The moment a call is first
+ * seen in progress (by callback or poll) is kept and carried into its final state as
+ * `answeredAtMs`, for the listener's dial → answer latency.
  */
 import { isFinalCallStatus, type AnsweredBy, type CallInfo } from './dialer.js';
 import type { CallStatusEvent } from './call-webhook.js';
@@ -12,14 +14,27 @@ import { sleep } from './listener.js';
 
 const REMEMBER_FINALS = 1000;
 
+export interface CallEventHubOptions {
+  /** Stamps `answeredAtMs`; must be the listener's clock, which measures from the dial. Default Date.now. */
+  clock?: () => number;
+}
+
 export class CallEventHub {
   private readonly finals = new Map<string, CallInfo>();
   private readonly answeredBy = new Map<string, AnsweredBy>();
+  /** When each live call was first seen in progress. */
+  private readonly answeredAt = new Map<string, number>();
   private readonly waiters = new Map<string, Set<(info: CallInfo) => void>>();
+  private readonly clock: () => number;
+
+  constructor(options: CallEventHubOptions = {}) {
+    this.clock = options.clock ?? Date.now;
+  }
 
   /** Feeds one validated status callback. */
   push(event: CallStatusEvent): void {
     if (event.answeredBy) this.answeredBy.set(event.callSid, event.answeredBy);
+    if (event.callStatus === 'in-progress') this.noteAnswered(event.callSid);
     if (!isFinalCallStatus(event.callStatus)) return;
     const info: CallInfo = {
       sid: event.callSid,
@@ -30,10 +45,19 @@ export class CallEventHub {
     this.settle(info);
   }
 
-  private settle(info: CallInfo): void {
-    if (this.finals.has(info.sid)) return;
+  private noteAnswered(sid: string): void {
+    // A late in-progress callback of a call that already ended is not an answer we waited for.
+    if (this.finals.has(sid) || this.answeredAt.has(sid)) return;
+    this.answeredAt.set(sid, this.clock());
+  }
+
+  private settle(final: CallInfo): void {
+    if (this.finals.has(final.sid)) return;
+    const answeredAtMs = final.answeredAtMs ?? this.answeredAt.get(final.sid);
+    const info = answeredAtMs === undefined ? final : { ...final, answeredAtMs };
     this.finals.set(info.sid, info);
     this.answeredBy.delete(info.sid);
+    this.answeredAt.delete(info.sid);
     if (this.finals.size > REMEMBER_FINALS) this.finals.delete(this.finals.keys().next().value as string);
     for (const resolve of this.waiters.get(info.sid) ?? []) resolve(info);
     this.waiters.delete(info.sid);
@@ -69,6 +93,7 @@ export class CallEventHub {
           if (done.signal.aborted) break;
           try {
             const info = await poll(sid);
+            if (info.status === 'in-progress') this.noteAnswered(sid);
             if (isFinalCallStatus(info.status)) this.settle(info);
           } catch {
             // the next safety poll or a callback will tell

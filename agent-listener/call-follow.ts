@@ -31,7 +31,8 @@ export interface FollowCallOptions {
 const TRANSIENT_CODES: ReadonlySet<string> = new Set(['UNAVAILABLE', 'TIMEOUT']);
 
 /**
- * Polls the call until it reaches a final status and returns it. Throws TIMEOUT past
+ * Polls the call until it reaches a final status and returns it, with `answeredAtMs` set when a
+ * poll saw it in progress (so it is at most one interval late). Throws TIMEOUT past
  * `maxDurationMs`, the signal's reason when aborted, and any non-transient error of `getCall`.
  */
 export async function followCallByPolling(options: FollowCallOptions): Promise<FinishedCall> {
@@ -39,15 +40,17 @@ export async function followCallByPolling(options: FollowCallOptions): Promise<F
   if (!Number.isFinite(intervalMs) || intervalMs <= 0) throw new HandoffError('CONFIG', 'intervalMs must be a positive number');
   const startedMs = clock();
   let lastStatus: string | undefined;
+  let answeredAtMs: number | undefined;
   for (;;) {
     signal?.throwIfAborted();
     try {
       const info = await getCall(sid);
+      if (info.status === 'in-progress') answeredAtMs ??= clock();
       if (info.status !== lastStatus) {
         lastStatus = info.status;
         onUpdate?.(info);
       }
-      if (isFinalCallStatus(info.status)) return { ...info, status: info.status };
+      if (isFinalCallStatus(info.status)) return answeredAtMs === undefined ? { ...info, status: info.status } : { ...info, status: info.status, answeredAtMs };
     } catch (err) {
       if (!(err instanceof HandoffError) || !TRANSIENT_CODES.has(err.code)) throw err;
     }

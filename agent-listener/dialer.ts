@@ -100,6 +100,11 @@ export interface CallInfo {
   answeredBy?: AnsweredBy;
   /** Seconds the call lasted; present once it ended after being answered. */
   durationSec?: number;
+  /**
+   * When this process first saw the call in progress (epoch ms, from the follower's clock); not a
+   * Twilio field. Absent when the call was never seen answered, e.g. it ended between two polls.
+   */
+  answeredAtMs?: number;
 }
 
 /** How `endCall` ends a call: `cancel` a queued/ringing one, `hangup` one in progress. */

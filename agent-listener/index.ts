@@ -3,6 +3,7 @@
  * delivery state machine, its journal, the bootstrap file, call following and the dialers.
  * `twilio-dialer.ts` is deliberately not re-exported here: it is the only module that loads the
  * twilio SDK, and importing it only where a real dialer is built keeps every other command fast.
+ * `metrics.ts` (prom-client) is left out for the same reason; only its types are exported.
  */
 
 /** Writes and reads the gptme-voice bootstrap file; composes the resume context (IO, INVALID_ID). */
@@ -11,6 +12,7 @@ export type { BootstrapFile } from './bootstrap.js';
 
 /** Follows calls by validated status callbacks, with polling as a safety net. */
 export { CallEventHub } from './call-events.js';
+export type { CallEventHubOptions } from './call-events.js';
 
 /** Follows a call by polling until it ends (TIMEOUT when a maximum duration passes). */
 export { followCallByPolling } from './call-follow.js';
@@ -40,6 +42,9 @@ export { HubSource } from './hub-source.js';
 /** The listener loop and delivery state machine; `stop()` is idempotent. */
 export { handoffIdOf, Listener, sleep } from './listener.js';
 export type { CallFollower, ListenerEvent, ListenerOptions, Logger, TelephonyOptions, WorkItem, WorkSource } from './listener.js';
+
+/** The listener's Prometheus metrics (types only; load `metrics.ts` with a dynamic import). */
+export type { DeliveryEnd, ListenerMetrics } from './metrics.js';
 
 /** Local mode: watches a shared spool, claims by rename (CONFIG on bad options). */
 export { LocalSource } from './local-source.js';

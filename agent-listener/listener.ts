@@ -28,11 +28,13 @@ import {
   toHandoffError,
   verifyPayload,
   isJsonObject,
+  parseIsoTime,
   type KeyRing,
   type ParsedPayload,
 } from '../protocol/index.js';
 import { writeBootstrap } from './bootstrap.js';
 import { callEnd, type CallEnd, type CallInfo, type DialTarget, type Dialer } from './dialer.js';
+import type { DeliveryEnd, ListenerMetrics } from './metrics.js';
 import { composeFallbackSms } from './sms.js';
 import { assertDialTarget } from './twiml.js';
 import type { DeliveryJournal, ListenerState } from './state.js';
@@ -109,6 +111,8 @@ export interface ListenerOptions {
   backoffMs?: { initial: number; max: number };
   /** Pause before a failed delivery is tried again; default 2 s. */
   retryMs?: number;
+  /** Counts and latencies for Prometheus (`createListenerMetrics`); nothing is measured without it. */
+  metrics?: ListenerMetrics;
 }
 
 /** Sleeps `ms`, resolving early (without error) when `signal` aborts. */
@@ -145,6 +149,11 @@ export class Listener {
   private readonly retryAfter = new Map<string, number>();
   /** Timers that try failed deliveries again (`scheduleRetry`); cleared by `stop`. */
   private readonly retryTimers = new Set<NodeJS.Timeout>();
+  /**
+   * When Twilio acknowledged each call this process placed, until the call is followed to its
+   * end: dial → answer is measured only from an acknowledgment this process saw itself.
+   */
+  private readonly dialAckMs = new Map<string, number>();
   private readonly clock: () => number;
   private loopPromise: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
@@ -252,6 +261,7 @@ export class Listener {
         this.scheduleRetry(id);
         this.opts.logger.error({ handoff_id: id, code: e.code, err: e.message }, 'handoff delivery failed');
         this.emit(id, 'error', e.code, e.message);
+        this.opts.metrics?.recordError(e.code);
       })
       .finally(() => {
         this.inFlight.delete(id);
@@ -348,6 +358,7 @@ export class Listener {
       logger.warn({ security: true, handoff_id: item.id, from_agent: verdict.fromAgent, code: verdict.code }, 'handoff refused');
       this.emit(item.id, 'refused', verdict.code, verdict.message);
       await this.settle(() => source.reject(item.id, verdict.code));
+      this.count('refused', verdict.code);
       return;
     }
     // The claim token is chosen here and journaled before asking, so that a crash between the
@@ -385,6 +396,7 @@ export class Listener {
       this.opts.logger.warn({ handoff_id: id, code: e.code }, 'claim lost while the delivery was interrupted; not dialing');
       await this.opts.state.advance(id, 'done', { outcome: `claim_lost:${e.code}`, finished_at: isoMillis(this.clock()) }, isoMillis(this.clock()));
       this.emit(id, 'skipped', e.code);
+      this.count('skipped', `claim_lost:${e.code}`);
       return undefined;
     }
     return this.opts.state.advance(id, journal.phase, { lease_until: renewed.leaseUntil }, isoMillis(this.clock()));
@@ -405,6 +417,7 @@ export class Listener {
       logger.info({ handoff_id: id, code: e.code }, 'handoff not accepted');
       await state.advance(id, 'done', { outcome: `not_claimed:${e.code}`, finished_at: isoMillis(this.clock()) }, isoMillis(this.clock()));
       this.emit(id, 'skipped', e.code);
+      this.count('skipped', `not_claimed:${e.code}`);
       return undefined;
     }
     const accepted = await state.advance(id, 'accepted', { lease_until: acceptance.leaseUntil, accepted_at: isoMillis(this.clock()) }, isoMillis(this.clock()));
@@ -476,6 +489,7 @@ export class Listener {
       // fallback SMS while it rings). If this journal write fails, the retry finds dial_intent
       // and ends the handoff as dial_interrupted, never dialing again.
       if (call) {
+        this.callPlaced(journal, this.clock());
         journal = await state.advance(id, 'dialed', { call_sid: call.sid }, now());
         this.emit(id, 'dialed', undefined, call.sid);
       }
@@ -487,6 +501,7 @@ export class Listener {
     if (journal.phase === 'dialed') {
       const info = await this.follow(journal);
       if (!info) return; // stopping: resume after restart from "dialed"
+      this.callFollowed(id, info);
       const end = callEnd(info) ?? 'failed';
       journal = await state.advance(id, 'call_ended', { call_end: end }, now());
       this.emit(id, 'call_ended', end);
@@ -588,6 +603,29 @@ export class Listener {
     await state.advance(id, 'done', { outcome, finished_at: isoMillis(this.clock()) }, isoMillis(this.clock()));
     logger.info({ handoff_id: id, outcome, how }, how === 'complete' ? 'handoff completed' : 'handoff rejected');
     this.emit(id, how === 'complete' ? 'completed' : 'rejected', outcome, detail);
+    this.count(how === 'complete' ? 'completed' : 'rejected', outcome);
+    this.dialAckMs.delete(id);
+  }
+
+  /** Counts a delivery that ended (after its transition was settled, so a retried one counts once). */
+  private count(how: DeliveryEnd, outcome: string): void {
+    this.opts.metrics?.recordDelivery(how, outcome);
+  }
+
+  /** Twilio acknowledged creating the call: accept → dial ends, dial → answer starts. */
+  private callPlaced(journal: DeliveryJournal, ackMs: number): void {
+    const metrics = this.opts.metrics;
+    if (!metrics) return;
+    const acceptedMs = parseIsoTime(journal.accepted_at);
+    if (acceptedMs !== undefined) metrics.observeAcceptToDial(ackMs - acceptedMs);
+    this.dialAckMs.set(journal.handoff_id, ackMs);
+  }
+
+  /** The call ended: dial → answer, if this process dialed it and saw it answered. */
+  private callFollowed(id: string, info: CallInfo): void {
+    const ackMs = this.dialAckMs.get(id);
+    this.dialAckMs.delete(id);
+    if (ackMs !== undefined && info.answeredAtMs !== undefined) this.opts.metrics?.observeDialToAnswer(info.answeredAtMs - ackMs);
   }
 
   /** Runs a transition; "already settled elsewhere" (e.g. the voice server completed it) is fine. */

@@ -55,6 +55,7 @@ export const SETTINGS = {
   callPollSec: { env: 'HANDOFF_CALL_POLL_SEC', file: 'call.poll_interval_sec', default: 2, kind: 'number' },
   webhookListen: { env: 'HANDOFF_WEBHOOK_LISTEN', file: 'webhook.listen', kind: 'string' },
   webhookPublicUrl: { env: 'HANDOFF_WEBHOOK_PUBLIC_URL', file: 'webhook.public_url', kind: 'string' },
+  metricsListen: { flag: 'metricsListen', env: 'HANDOFF_METRICS_LISTEN', file: 'metrics.listen', kind: 'string' },
   pollWaitSec: { flag: 'pollWait', env: 'HANDOFF_POLL_WAIT_SEC', file: 'poll_wait_sec', default: 25, kind: 'number' },
   host: { flag: 'host', env: 'HANDOFF_HUB_HOST', file: 'hub_server.host', default: '127.0.0.1', kind: 'string' },
   port: { flag: 'port', env: 'HANDOFF_HUB_PORT', file: 'hub_server.port', default: 8787, kind: 'number' },
@@ -78,6 +79,12 @@ const url = (schemes: string[]) =>
   }, `must be a ${schemes.map((p) => p.replace(':', '://')).join(' or ')} URL`);
 
 const positive = z.number().positive('must be a positive number');
+
+/** An address a listener's own HTTP server binds to (no IPv6 literals: the colon splits it). */
+const hostPort = z
+  .string()
+  .regex(/^[^:]+:\d{1,5}$/, 'must be HOST:PORT')
+  .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port must be at most 65535');
 
 /** The schema of resolved settings; messages are completed with the setting's name and source. */
 export const ConfigSchema = z.object({
@@ -104,8 +111,9 @@ export const ConfigSchema = z.object({
   fallbackSms: z.boolean(),
   completeAfterSec: z.number().min(0, 'must be ≥ 0'),
   callPollSec: positive,
-  webhookListen: z.string().regex(/^[^:]+:\d{1,5}$/, 'must be HOST:PORT').optional(),
+  webhookListen: hostPort.optional(),
   webhookPublicUrl: url(['https:', 'http:']).optional(),
+  metricsListen: hostPort.optional(),
   pollWaitSec: z.number().min(0, 'must be ≥ 0').max(30, 'must be at most 30'),
   host: z.string().min(1),
   port: z.number().int('must be an integer').min(0).max(65535, 'must be a port number'),

@@ -37,9 +37,19 @@ test('polling follows a call through its statuses to the final one', async () =>
     sleep: time.sleep,
     onUpdate: (info) => seen.push(info.status),
   });
-  assert.deepEqual(result, { sid: SID, status: 'completed', answeredBy: 'human', durationSec: 30 });
+  assert.deepEqual(result, { sid: SID, status: 'completed', answeredBy: 'human', durationSec: 30, answeredAtMs: time.clock() - 2000 });
   assert.deepEqual(seen, ['queued', 'ringing', 'in-progress', 'completed']);
   assert.deepEqual(time.sleeps, [2000, 2000, 2000, 2000]);
+});
+
+test('polling stamps answeredAtMs at the first poll that sees the call in progress, and only then', async () => {
+  const time = fakeTime(1_000_000);
+  const answered = scripted(['ringing', 'in-progress', 'in-progress', 'completed']);
+  const result = await followCallByPolling({ getCall: answered.getCall, sid: SID, intervalMs: 1000, clock: time.clock, sleep: time.sleep });
+  assert.equal(result.answeredAtMs, 1_001_000, 'the second poll, not the third');
+  const unanswered = scripted(['ringing', 'ringing', 'no-answer']);
+  const missed = await followCallByPolling({ getCall: unanswered.getCall, sid: SID, intervalMs: 1000, clock: time.clock, sleep: time.sleep });
+  assert.equal('answeredAtMs' in missed, false, 'a call never seen in progress has no answer time');
 });
 
 test('a transient read failure is skipped and polling goes on', async () => {

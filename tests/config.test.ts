@@ -89,3 +89,25 @@ test('secrets come from the environment or a private file only', async (t) => {
   assert.throws(() => readSecret('hub token', undefined, file), /readable by others/);
   assert.throws(() => readSecret('hub token', undefined, undefined), /hub token is not configured/);
 });
+
+test('metrics.listen resolves from flag, env or file and must be HOST:PORT with a real port', async (t) => {
+  const dir = await tmpDir(t);
+  const file = path.join(dir, 'c.json');
+  await writeFile(file, JSON.stringify({ metrics: { listen: '127.0.0.1:9464' } }));
+  const fromFile = resolveConfig({ configFile: file, home: dir });
+  assert.equal(fromFile.config.metricsListen, '127.0.0.1:9464');
+  assert.equal(fromFile.sources.metricsListen, 'file');
+  const fromEnv = resolveConfig({ configFile: file, home: dir, env: { HANDOFF_METRICS_LISTEN: 'localhost:9100' } });
+  assert.deepEqual([fromEnv.config.metricsListen, fromEnv.sources.metricsListen], ['localhost:9100', 'env']);
+  const fromFlag = resolveConfig({ configFile: file, home: dir, env: { HANDOFF_METRICS_LISTEN: 'localhost:9100' }, flags: { metricsListen: '127.0.0.1:0' } });
+  assert.deepEqual([fromFlag.config.metricsListen, fromFlag.sources.metricsListen], ['127.0.0.1:0', 'flag']);
+  assert.equal(resolveConfig({ cwd: dir, home: dir }).config.metricsListen, undefined, 'off unless asked for');
+  const bad: Array<[ResolveInput, RegExp]> = [
+    [{ cwd: dir, home: dir, flags: { metricsListen: '9464' } }, /^metricsListen \(from --metrics-listen\): must be HOST:PORT/],
+    [{ cwd: dir, home: dir, env: { HANDOFF_METRICS_LISTEN: '[::1]:9464' } }, /^metricsListen \(from environment HANDOFF_METRICS_LISTEN\): must be HOST:PORT/],
+    [{ cwd: dir, home: dir, flags: { metricsListen: '127.0.0.1:70000' } }, /^metricsListen \(from --metrics-listen\): port must be at most 65535/],
+  ];
+  for (const [input, pattern] of bad) {
+    assert.throws(() => resolveConfig(input), (e: unknown) => e instanceof HandoffError && e.code === 'CONFIG' && pattern.test(e.message), String(pattern));
+  }
+});

@@ -106,3 +106,37 @@ test('waiting for a call with a signal that is aborted already rejects at once a
   await new Promise((r) => setTimeout(r, 30));
   assert.equal(polls, 0, 'no safety polls keep running for a listener that is stopping');
 });
+
+test('the CallEventHub stamps the first in-progress callback and keeps it in the call’s settled state', async () => {
+  let now = 1000;
+  const events = new CallEventHub({ clock: () => now });
+  const sid = `CA${'5'.repeat(32)}`;
+  const push = (callStatus: 'ringing' | 'in-progress' | 'completed', extra = {}) => events.push({ handoffId: 'h1', callSid: sid, callStatus, ...extra });
+  const never = new AbortController().signal;
+  const settled = events.wait(sid, async () => assert.fail('no poll is due'), 60_000, never);
+  push('ringing');
+  now = 4000;
+  push('in-progress');
+  now = 9000;
+  push('in-progress'); // a repeated (or reordered) answered callback does not move the stamp
+  push('completed', { answeredBy: 'human', durationSec: 12 });
+  assert.deepEqual(await settled, { sid, status: 'completed', answeredBy: 'human', durationSec: 12, answeredAtMs: 4000 });
+  now = 20_000;
+  push('in-progress'); // late, after the end: ignored
+  assert.equal((await events.wait(sid, async () => assert.fail('no poll'), 60_000, never)).answeredAtMs, 4000);
+
+  const unanswered = `CA${'6'.repeat(32)}`;
+  events.push({ handoffId: 'h2', callSid: unanswered, callStatus: 'no-answer' });
+  assert.equal('answeredAtMs' in (await events.wait(unanswered, async () => assert.fail('no poll'), 60_000, never)), false);
+});
+
+test('the CallEventHub’s safety poll stamps the answer too when no callback comes', async () => {
+  let now = 0;
+  const events = new CallEventHub({ clock: () => (now += 100) });
+  const statuses = ['ringing', 'in-progress', 'in-progress', 'completed'] as const;
+  let polls = 0;
+  const poll = async (sid: string) => ({ sid, status: statuses[Math.min(polls++, statuses.length - 1)] as (typeof statuses)[number] });
+  const info = await events.wait(`CA${'8'.repeat(32)}`, poll, 2, new AbortController().signal);
+  assert.equal(info.status, 'completed');
+  assert.equal(info.answeredAtMs, 100, 'stamped once, at the first poll that saw in-progress');
+});

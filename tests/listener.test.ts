@@ -3,10 +3,14 @@ import { readFile, readdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { bootstrapPath, readBootstrap } from '../agent-listener/bootstrap.js';
+import { followCallByPolling } from '../agent-listener/call-follow.js';
+import type { CallStatus } from '../agent-listener/dialer.js';
 import { Listener, type ListenerOptions } from '../agent-listener/listener.js';
+import { createListenerMetrics, type ListenerMetrics } from '../agent-listener/metrics.js';
 import { ListenerState } from '../agent-listener/state.js';
 import { buildPayload, callerHash, HandoffError, keyRingFromSecrets, type BuildInput } from '../protocol/index.js';
 import { captureLogger, eventLog, FakeDialer, FakeSource } from './helpers/fakes.js';
+import { metricValue } from './helpers/metrics.js';
 import { tmpDir } from './helpers/tmp.js';
 
 const SECRET = 'bob-alice-pair-secret-0123456789abcdef';
@@ -466,4 +470,149 @@ test('finished journals past their retention are deleted when the listener start
   await listener.stop();
   const left = (await readdir(path.join(s.stateDir, 'handoffs'))).sort();
   assert.deepEqual(left, ['old-open.json', 'recent-done.json']);
+});
+
+/** The listener's latency samples and delivery counts, read from its registry. */
+async function measured(metrics: ListenerMetrics) {
+  const r = metrics.registry;
+  const delivered = (how: string, outcome: string) => metricValue(r, 'handoff_listener_deliveries_total', undefined, { how, outcome });
+  return {
+    acceptToDial: {
+      count: await metricValue(r, 'handoff_listener_accept_to_dial_seconds', 'handoff_listener_accept_to_dial_seconds_count'),
+      sum: await metricValue(r, 'handoff_listener_accept_to_dial_seconds', 'handoff_listener_accept_to_dial_seconds_sum'),
+    },
+    dialToAnswer: {
+      count: await metricValue(r, 'handoff_listener_dial_to_answer_seconds', 'handoff_listener_dial_to_answer_seconds_count'),
+      sum: await metricValue(r, 'handoff_listener_dial_to_answer_seconds', 'handoff_listener_dial_to_answer_seconds_sum'),
+    },
+    delivered,
+    errors: (code: string) => metricValue(r, 'handoff_listener_delivery_errors_total', undefined, { code }),
+  };
+}
+
+test('an answered call gives one accept → dial and one dial → answer sample, timed on the listener clock', async (t) => {
+  const metrics = createListenerMetrics();
+  const s = await setup(t, { metrics });
+  // Twilio takes 1.5 s to acknowledge the create; the call rings for two polls, then is answered.
+  const realDial = s.dialer.dial.bind(s.dialer);
+  s.dialer.dial = async (req) => {
+    s.advance(1500);
+    return realDial(req);
+  };
+  const script: CallStatus[] = ['ringing', 'ringing', 'in-progress', 'completed'];
+  let polls = 0;
+  const followCall: ListenerOptions['followCall'] = (sid, _id, signal) =>
+    followCallByPolling({
+      getCall: async () => ({ sid, status: script[Math.min(polls++, script.length - 1)] as CallStatus, answeredBy: 'human' }),
+      sid,
+      intervalMs: 1000,
+      clock: () => s.advance(0),
+      sleep: async (ms) => void s.advance(ms),
+      signal,
+    });
+  const p = payload();
+  s.source.add(p.payload.handoff_id, p.text);
+  await (await s.make({ followCall })).handle({ id: p.payload.handoff_id, text: p.text });
+  assert.equal(s.source.settled.get(p.payload.handoff_id)?.outcome, 'connected');
+  const m = await measured(metrics);
+  assert.deepEqual(m.acceptToDial, { count: 1, sum: 1.5 }, 'from the claim to the acknowledged create');
+  assert.deepEqual(m.dialToAnswer, { count: 1, sum: 2 }, 'from the acknowledgment to the poll that saw in-progress');
+  assert.equal(await m.delivered('completed', 'connected'), 1);
+});
+
+test('a call that was never answered gives an accept → dial sample but no dial → answer one', async (t) => {
+  const metrics = createListenerMetrics();
+  const s = await setup(t, { metrics });
+  s.dialer.outcome = { status: 'no-answer' };
+  await offerAndHandle(s, payload());
+  const m = await measured(metrics);
+  assert.equal(m.acceptToDial.count, 1);
+  assert.ok(m.acceptToDial.sum >= 0);
+  assert.equal(m.dialToAnswer.count, 0);
+  assert.equal(await m.delivered('rejected', 'no_answer'), 1);
+});
+
+test('a refused payload and a no_number delivery are counted by how and outcome, with no latency samples', async (t) => {
+  const metrics = createListenerMetrics();
+  const s = await setup(t, { metrics, contacts: new Map() });
+  const tampered = payload();
+  const text = tampered.text.replace('weekly standup', 'wire transfer!');
+  s.source.add(tampered.payload.handoff_id, text);
+  await (await s.make()).handle({ id: tampered.payload.handoff_id, text });
+  await offerAndHandle(s, buildPayload({ from: 'bob', to: 'alice', callerId: CALLER, reason: 'again', transcript: [] }, SECRET, NOW + 5000));
+  const m = await measured(metrics);
+  assert.equal(await m.delivered('refused', 'SIGNATURE'), 1);
+  assert.equal(await m.delivered('rejected', 'no_number'), 1);
+  assert.equal(await m.delivered('completed', 'connected'), 0);
+  assert.equal(m.acceptToDial.count, 0, 'nothing was dialed');
+});
+
+test('a resumed delivery measures accept → dial from the journaled accepted_at, not from the restart', async (t) => {
+  const metrics = createListenerMetrics();
+  const s = await setup(t, { metrics });
+  const p = payload();
+  await interruptedAfterBootstrap(s, p); // accepted an hour before NOW
+  const listener = await s.make();
+  listener.start();
+  await until(() => s.source.settled.has(p.payload.handoff_id));
+  await listener.stop();
+  assert.deepEqual((await measured(metrics)).acceptToDial, { count: 1, sum: 3601 }, 'NOW + 1 s − (NOW − 1 h)');
+});
+
+test('a call dialed by an earlier run gives no dial → answer sample when its resumed follow sees it answered', async (t) => {
+  const metrics = createListenerMetrics();
+  const s = await setup(t, { metrics });
+  const p = payload();
+  const id = p.payload.handoff_id;
+  const token = 't'.repeat(43);
+  s.source.claimed.set(id, token);
+  const at = new Date(NOW).toISOString();
+  const sid = `CA${'7'.repeat(32)}`;
+  await (await ListenerState.open(s.stateDir)).save({ handoff_id: id, from_agent: 'bob', payload_text: p.text, claim_token: token, lease_until: at, accepted_at: at, phase: 'dialed', call_sid: sid, updated_at: at });
+  const listener = await s.make({ followCall: async () => ({ sid, status: 'completed', answeredBy: 'human', answeredAtMs: NOW + 500 }) });
+  listener.start();
+  await until(() => s.source.settled.has(id));
+  await listener.stop();
+  assert.equal(s.source.settled.get(id)?.outcome, 'connected');
+  const m = await measured(metrics);
+  assert.equal(m.dialToAnswer.count, 0, 'this run never saw the dial acknowledged');
+  assert.equal(m.acceptToDial.count, 0);
+  assert.equal(await m.delivered('completed', 'connected'), 1);
+});
+
+test('a failed delivery attempt is counted as an error by code, and the delivery once when it finally settles', async (t) => {
+  const metrics = createListenerMetrics();
+  const s = await setup(t, { metrics, retryMs: 20 });
+  const p = payload();
+  s.source.add(p.payload.handoff_id, p.text);
+  completeFailsOnce(s.source);
+  const listener = await s.make();
+  listener.start();
+  t.after(() => listener.stop());
+  await until(() => s.source.settled.has(p.payload.handoff_id));
+  await listener.stop();
+  const m = await measured(metrics);
+  assert.equal(await m.errors('UNAVAILABLE'), 1);
+  assert.equal(await m.delivered('completed', 'connected'), 1);
+  assert.equal(m.acceptToDial.count, 1, 'the retry did not dial again');
+});
+
+test('a handoff someone else claimed and a resumed one whose claim was lost are counted as skipped, by why', async (t) => {
+  const metrics = createListenerMetrics();
+  const s = await setup(t, { metrics });
+  const lost = payload();
+  await interruptedAfterBootstrap(s, lost);
+  s.source.renew = async () => {
+    throw new HandoffError('FENCED', 'the claim lease expired');
+  };
+  const listener = await s.make();
+  listener.start();
+  await until(() => s.events.some((e) => e.event === 'skipped'));
+  await listener.stop();
+  const taken = payload({ callerId: '+15557654321' });
+  await (await s.make()).handle({ id: taken.payload.handoff_id, text: taken.text }); // never offered: NOT_FOUND at accept
+  const m = await measured(metrics);
+  assert.equal(await m.delivered('skipped', 'claim_lost:FENCED'), 1);
+  assert.equal(await m.delivered('skipped', 'not_claimed:NOT_FOUND'), 1);
+  assert.equal(m.acceptToDial.count, 0);
 });

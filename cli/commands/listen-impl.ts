@@ -1,6 +1,7 @@
+import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { serve } from '@hono/node-server';
+import { serve, type ServerType } from '@hono/node-server';
 import pino from 'pino';
 import { abortableSleep, assertDialTarget, CallEventHub, createCallWebhookApp, DryRunDialer, followCallByPolling, HubClient, HubSource, Listener, ListenerState, LocalSource, sleep, statusCallbackUrl, type CallFollower, type DialTarget, type Dialer, type ListenerEvent, type WorkSource } from '../../agent-listener/index.js';
 import { callerHash, HandoffError, loadKeyRing } from '../../protocol/index.js';
@@ -31,6 +32,32 @@ function targetOf(cfg: ResolvedConfig): DialTarget {
   const target: DialTarget = cfg.config.targetKind === 'stream' ? { kind: 'stream', url } : { kind: 'twiml-url', url };
   assertDialTarget(target);
   return target;
+}
+
+/**
+ * Serves `fetch` on HOST:PORT and resolves once it listens.
+ * @throws HandoffError UNAVAILABLE when the address cannot be bound (in use, not a local address).
+ */
+function serveOn(fetch: (req: Request) => Response | Promise<Response>, address: string, what: string): Promise<ServerType> {
+  const colon = address.lastIndexOf(':');
+  const host = address.slice(0, colon);
+  const port = Number(address.slice(colon + 1));
+  return new Promise((resolve, reject) => {
+    const fail = (err: Error) => reject(new HandoffError('UNAVAILABLE', `cannot serve ${what} on ${address}: ${err.message}`, { cause: err }));
+    try {
+      const server = serve({ fetch, hostname: host, port }, () => {
+        server.off('error', fail);
+        resolve(server);
+      });
+      server.once('error', fail);
+    } catch (err) {
+      fail(err as Error);
+    }
+  });
+}
+
+function closeServer(server: ServerType | undefined): Promise<void> {
+  return new Promise((resolve) => (server ? server.close(() => resolve()) : resolve()));
 }
 
 function describe(e: ListenerEvent): string {
@@ -75,19 +102,27 @@ export async function listen(flags: Record<string, unknown>): Promise<void> {
   } else throw new HandoffError('CONFIG', 'say where the handoffs are: --hub URL (hub mode) or --spool DIR (local mode)');
 
   const events = new CallEventHub();
-  let webhook: ReturnType<typeof serve> | undefined;
+  let webhook: ServerType | undefined;
   let follow: CallFollower;
   if (c.webhookListen && c.webhookPublicUrl && !dryRun) {
     const { createTwilioSignatureValidator } = await import('../../agent-listener/twilio-dialer.js');
     const authToken = readSecret('Twilio auth token', process.env.TWILIO_AUTH_TOKEN, c.twilioAuthTokenFile);
     const app = createCallWebhookApp({ publicUrl: c.webhookPublicUrl, validateSignature: createTwilioSignatureValidator(authToken), onEvent: (e) => events.push(e), logger });
-    const [host, port] = c.webhookListen.split(':') as [string, string];
-    webhook = serve({ fetch: app.fetch, hostname: host, port: Number(port) });
+    try {
+      webhook = await serveOn(app.fetch, c.webhookListen, 'status callbacks');
+    } catch (err) {
+      await janitor?.(); // local mode's sweep loop would keep the process from exiting with the error
+      throw err;
+    }
     follow = (sid, _id, signal) => events.wait(sid, (s) => dialer.getCall(s), 30_000, signal);
   } else {
     follow = (sid, _id, signal) =>
       followCallByPolling({ getCall: (s) => dialer.getCall(s), sid, intervalMs: c.callPollSec * 1000, sleep: abortableSleep, clock: Date.now, signal });
   }
+
+  // Loaded only when asked for: prom-client is slow to import.
+  const metricsModule = c.metricsListen ? await import('../../agent-listener/metrics.js') : undefined;
+  const metrics = metricsModule?.createListenerMetrics();
 
   const listener = new Listener({
     agent,
@@ -110,15 +145,31 @@ export async function listen(flags: Record<string, unknown>): Promise<void> {
     followCall: follow,
     logger,
     onEvent: (e) => process.stdout.write(flags.json ? `${JSON.stringify(e)}\n` : `${describe(e)}\n`),
+    metrics,
   });
+
+  let metricsServer: ServerType | undefined;
+  const shutdown = async () => {
+    await listener.stop();
+    await janitor?.();
+    await closeServer(webhook);
+    await closeServer(metricsServer);
+  };
+  if (metricsModule && metrics && c.metricsListen) {
+    try {
+      metricsServer = await serveOn(metricsModule.createMetricsApp(metrics.registry).fetch, c.metricsListen, 'metrics');
+    } catch (err) {
+      // Nothing was taken yet; close what is open so the process can exit with the error.
+      await shutdown();
+      throw err;
+    }
+    const bound = metricsServer.address() as AddressInfo;
+    logger.info({ url: `http://${bound.address}:${bound.port}/metrics` }, 'serving metrics');
+  }
 
   const stopped = new Promise<void>((resolve) => {
     const onSignal = () => {
-      void listener
-        .stop()
-        .then(() => janitor?.())
-        .then(() => new Promise<void>((r) => (webhook ? webhook.close(() => r()) : r())))
-        .then(resolve);
+      void shutdown().then(resolve);
     };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
