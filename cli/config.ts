@@ -64,6 +64,7 @@ export const SETTINGS = {
   maxPending: { flag: 'maxPending', env: 'HANDOFF_MAX_PENDING', file: 'hub_server.max_pending', default: 100, kind: 'number' },
   maxParked: { flag: 'maxParked', env: 'HANDOFF_MAX_PARKED', file: 'hub_server.max_parked', default: 32, kind: 'number' },
   sweepIntervalMs: { flag: 'sweepInterval', env: 'HANDOFF_SWEEP_INTERVAL_MS', file: 'hub_server.sweep_interval_ms', default: 1000, kind: 'number' },
+  retentionDays: { flag: 'retentionDays', env: 'HANDOFF_RETENTION_DAYS', file: 'hub_server.retention_days', kind: 'number' },
   logLevel: { flag: 'logLevel', env: 'HANDOFF_LOG_LEVEL', file: 'log_level', default: 'info', kind: 'string' },
 } as const satisfies Record<string, Setting>;
 
@@ -79,6 +80,9 @@ const url = (schemes: string[]) =>
   }, `must be a ${schemes.map((p) => p.replace(':', '://')).join(' or ')} URL`);
 
 const positive = z.number().positive('must be a positive number');
+
+// Whole days, at least one: a slip of the finger must not purge what finished an hour ago.
+const retentionDays = z.number().int('must be a whole number of days').min(1, 'must be at least 1 day').max(36_500, 'must be at most 36500 days');
 
 /** An address a listener's own HTTP server binds to (no IPv6 literals: the colon splits it). */
 const hostPort = z
@@ -122,6 +126,7 @@ export const ConfigSchema = z.object({
   maxPending: z.number().int().min(1, 'must be at least 1'),
   maxParked: z.number().int().min(1, 'must be at least 1'),
   sweepIntervalMs: z.number().int().min(10, 'must be at least 10 ms').max(3_600_000, 'must be at most an hour'),
+  retentionDays: retentionDays.optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { message: 'must be a pino level (fatal … trace, or silent)' }),
 });
 
@@ -271,6 +276,11 @@ export function readSecret(what: string, envValue: string | undefined, file: str
   const text = readFileSync(file, 'utf8').trim();
   if (!text) throw new HandoffError('CONFIG', `${what} file ${file} is empty`);
   return text;
+}
+
+/** The retention of finished handoffs in ms, or undefined: kept forever. */
+export function retentionMsOf(config: Config): number | undefined {
+  return config.retentionDays === undefined ? undefined : config.retentionDays * 86_400_000;
 }
 
 /** The setting's value or a CONFIG error saying how to provide it. */

@@ -115,8 +115,11 @@ export interface HubAppOptions {
   /** Registry to register the hub's metrics in; default a fresh one. */
   metrics?: Registry;
   limits?: Partial<HubLimits>;
-  /** Background sweep period, or false to run no janitor (tests that drive `sweep` themselves). */
-  janitor?: { sweepIntervalMs?: number } | false;
+  /**
+   * Background sweep period and retention of finished handoffs (none: kept forever), or false to
+   * run no janitor (tests that drive `sweep` themselves).
+   */
+  janitor?: { sweepIntervalMs?: number; retentionMs?: number; purgeEveryMs?: number } | false;
   /**
    * For a spool that other processes write too: a parked poll looks at the spool again this
    * often, since only this process's own transitions wake it. Unset (never) for the hub's own
@@ -191,7 +194,7 @@ export function createHubApp(options: HubAppOptions): HubApp {
   if (!(recheckMs > 0)) throw new HandoffError('CONFIG', 'pollRecheckMs must be positive');
   const waiters = new WaiterRegistry({ maxPerAgent: limits.maxParkedPerAgent });
   const metrics = createHubMetrics({ parkedPolls: () => waiters.parkedPolls, watchers: () => waiters.watchers }, options.metrics);
-  const janitor = options.janitor === false ? undefined : new Janitor({ spool, clock, logger, sweepIntervalMs: options.janitor?.sweepIntervalMs });
+  const janitor = options.janitor === false ? undefined : new Janitor({ spool, clock, logger, ...options.janitor });
 
   // Starts admitted but not yet durable, per target, so that concurrent starts respect the cap.
   const reservations = new Map<string, number>();

@@ -1,6 +1,7 @@
 /**
  * The hub's janitor: moves pending handoffs past `expires_at` and claims past their lease to
- * `rejected/` (the spool's `sweep`).
+ * `rejected/` (the spool's `sweep`), and, when a retention is set, deletes finished handoffs
+ * older than it (the spool's `purge`) once at start and then every `purgeEveryMs`.
  *
  * Two triggers: a periodic sweep (every `sweepIntervalMs`, for leases and anything another process
  * left behind) and a precise timer armed for the earliest known pending deadline, so that an
@@ -10,16 +11,22 @@
  * arrives during a sweep schedules one more run after it.
  */
 import type { Logger } from 'pino';
-import { expiresAtMs, toHandoffError } from '../protocol/index.js';
-import type { SpoolApi, SweepResult } from '../spool/index.js';
+import { expiresAtMs, HandoffError, toHandoffError } from '../protocol/index.js';
+import type { PurgeResult, SpoolApi, SweepResult } from '../spool/index.js';
 
 export interface JanitorOptions {
-  spool: Pick<SpoolApi, 'sweep' | 'listPending'>;
+  spool: Pick<SpoolApi, 'sweep' | 'listPending' | 'purge'>;
   clock: () => number;
   /** Period of the background sweep; default 1000 ms. */
   sweepIntervalMs?: number;
+  /** Finished handoffs older than this are deleted; undefined keeps them forever. */
+  retentionMs?: number;
+  /** Period of the purge; default an hour (it reads every file of archive/ and rejected/). */
+  purgeEveryMs?: number;
   logger?: Logger;
 }
+
+const DEFAULT_PURGE_EVERY_MS = 3_600_000;
 
 // setTimeout's delay is a signed 32-bit number of milliseconds.
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -29,7 +36,11 @@ export class Janitor {
   readonly #clock: () => number;
   readonly #intervalMs: number;
   readonly #logger: Logger | undefined;
+  readonly #retentionMs: number | undefined;
+  readonly #purgeEveryMs: number;
   #interval: NodeJS.Timeout | undefined;
+  #purgeTimer: NodeJS.Timeout | undefined;
+  #purging: Promise<void> | undefined;
   #precise: NodeJS.Timeout | undefined;
   #preciseAt = Infinity;
   #running: Promise<void> | undefined;
@@ -39,6 +50,12 @@ export class Janitor {
   constructor(options: JanitorOptions) {
     const interval = options.sweepIntervalMs ?? 1000;
     if (!Number.isFinite(interval) || interval <= 0) throw new RangeError('sweepIntervalMs must be a positive number');
+    const retention = options.retentionMs;
+    if (retention !== undefined && !(Number.isFinite(retention) && retention > 0)) throw new RangeError('retentionMs must be a positive number');
+    const purgeEvery = options.purgeEveryMs ?? DEFAULT_PURGE_EVERY_MS;
+    if (!Number.isFinite(purgeEvery) || purgeEvery <= 0 || purgeEvery > MAX_TIMER_MS) throw new RangeError('purgeEveryMs must be a positive number of ms that fits a timer');
+    this.#retentionMs = retention;
+    this.#purgeEveryMs = purgeEvery;
     this.#spool = options.spool;
     this.#clock = options.clock;
     this.#intervalMs = interval;
@@ -51,6 +68,11 @@ export class Janitor {
     this.#interval = setInterval(() => this.trigger(), this.#intervalMs);
     this.#interval.unref();
     this.trigger();
+    if (this.#retentionMs !== undefined) {
+      this.#purgeTimer = setInterval(() => this.#purgeInBackground(), this.#purgeEveryMs);
+      this.#purgeTimer.unref();
+      this.#purgeInBackground();
+    }
   }
 
   /** Tells the janitor about a new pending deadline (ms since epoch). */
@@ -76,14 +98,52 @@ export class Janitor {
     return this.#spool.sweep(this.#clock());
   }
 
-  /** Stops the timers and waits for a running sweep to finish. Idempotent. */
+  /**
+   * Deletes the finished handoffs older than the retention now, after a background purge that is
+   * running (tests).
+   * @throws HandoffError CONFIG when no retention is set, UNAVAILABLE while another purge runs, IO
+   */
+  async purgeNow(): Promise<PurgeResult> {
+    await this.#purging; // the background purge reports its own errors
+    return this.#purge();
+  }
+
+  #purge(): Promise<PurgeResult> {
+    if (this.#retentionMs === undefined) return Promise.reject(new HandoffError('CONFIG', 'no retention is set'));
+    return this.#spool.purge({ beforeMs: this.#clock() - this.#retentionMs });
+  }
+
+  /** Stops the timers and waits for a running sweep or purge to finish. Idempotent. */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#interval);
     clearTimeout(this.#precise);
+    clearInterval(this.#purgeTimer);
     this.#interval = undefined;
     this.#precise = undefined;
+    this.#purgeTimer = undefined;
     await this.#running;
+    await this.#purging;
+  }
+
+  /** One purge at a time; a period that comes while one still runs is skipped. */
+  #purgeInBackground(): void {
+    if (this.#stopped || this.#purging !== undefined) return;
+    this.#purging = this.#purge()
+      .then(
+        (r) => {
+          if (r.archived + r.rejected + r.dropped > 0 || r.keptUnreadable > 0) {
+            this.#logger?.info({ archived: r.archived, rejected: r.rejected, dropped: r.dropped, bytes: r.bytes, kept_unexpired: r.keptUnexpired, kept_unreadable: r.keptUnreadable }, 'janitor purged finished handoffs past the retention');
+          }
+        },
+        (err: unknown) => {
+          const e = toHandoffError(err, 'IO');
+          this.#logger?.error({ code: e.code, err: e.message }, 'janitor purge failed');
+        },
+      )
+      .finally(() => {
+        this.#purging = undefined;
+      });
   }
 
   async #loop(): Promise<void> {

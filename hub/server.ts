@@ -36,6 +36,8 @@ export interface StartHubOptions {
   limits?: Partial<HubLimits>;
   /** Period of the janitor's background sweep; default 1000 ms. */
   sweepIntervalMs?: number;
+  /** Finished handoffs older than this are deleted by the janitor (hourly); default kept forever. */
+  retentionMs?: number;
   /** Claim lease given to accepted handoffs; the spool's default when omitted. */
   leaseMs?: number;
   /**
@@ -91,7 +93,7 @@ export async function startHub(options: StartHubOptions): Promise<RunningHub> {
       clock,
       logger,
       limits: options.limits,
-      janitor: { sweepIntervalMs: options.sweepIntervalMs },
+      janitor: { sweepIntervalMs: options.sweepIntervalMs, retentionMs: options.retentionMs },
       // Handoffs another process puts wake no parked poll: those look again this often.
       pollRecheckMs: options.exclusiveSpool === false ? SHARED_SPOOL_RECHECK_MS : undefined,
     });

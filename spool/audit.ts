@@ -46,6 +46,7 @@ export const AUDIT_EVENTS = Object.freeze([
   'duplicate',
   'conflict',
   'invalid',
+  'purge',
 ] as const);
 
 /** One of `AUDIT_EVENTS`. */

@@ -4,8 +4,8 @@
  * Every durable step of the spool (create a tmp file, write it, fsync it, rename or link it into
  * place, fsync a directory) is a separate call here, so that a wrapper can record the order of the
  * steps, inject an error into any one of them, or stop after the k-th step to simulate a crash.
- * The spool never touches `node:fs` directly; the one exception is the advisory cross-process lock
- * (proper-lockfile), which correctness does not depend on.
+ * The spool never touches `node:fs` directly; the exceptions are advisory and correctness does not
+ * depend on them: the cross-process locks (proper-lockfile) and the owner record (owner.ts).
  *
  * Errors are Node's own (`err.code` = `ENOENT`, `EEXIST`, …): the spool branches on those codes and
  * wraps anything unexpected into `HandoffError('IO')`.

@@ -18,6 +18,8 @@ export type {
   HandoffRecord,
   HandoffState,
   PendingEntry,
+  PurgeOptions,
+  PurgeResult,
   PutResult,
   RecoveryReport,
   RejectInput,

@@ -72,8 +72,12 @@
  * rewrite; resolves one id found in several directories by keeping the latest state
  * (archive > rejected > claimed > pending) and removing the others (a copy whose payload text
  * differs is moved to rejected/_conflict/ instead); cuts a half-written audit line.
- * An exclusive spool also removes the audit and sweep locks a killed predecessor left, which
- * others would wait out for their stale time.
+ * An exclusive spool also removes the audit, sweep and purge locks a killed predecessor left,
+ * which others would wait out for their stale time. Before any of that, an open is refused while
+ * another live process holds the spool exclusively (owner.ts).
+ *
+ * Retention (`purge`): the files of archive/ and rejected/ that ended and expired before a given
+ * moment are deleted, each recorded in the audit log first (see `purge`).
  * A file younger than `recoveryGraceMs` is not rewritten (a live process in local mode may be about
  * to rewrite it); it is retried by later sweeps. Recovery reads the first bytes of every file of
  * the terminal directories (an up-to-date envelope starts with `{"relay":{"state":"<its state>"`):
@@ -116,6 +120,7 @@ import { decodeIncoming, decodeStoredFile, encodeEnvelope, envelopePrefix, type 
 import { createRealFsOps, forgetting, type FsOps, type FsStat } from './fs-ops.js';
 import { removeLeftoverLock, tryLock } from './lock.js';
 import { KeyedMutex } from './mutex.js';
+import { checkOwner, releaseOwner } from './owner.js';
 import {
   HANDOFF_STATES,
   type Claim,
@@ -123,6 +128,8 @@ import {
   type HandoffRecord,
   type HandoffState,
   type PendingEntry,
+  type PurgeOptions,
+  type PurgeResult,
   type PutResult,
   type RecoveryReport,
   type RejectInput,
@@ -155,6 +162,8 @@ const MAX_UNACKED_IDS = 10_000;
 
 /** The janitor's lock, in events/. */
 const SWEEP_LOCK = '.sweep.lock';
+/** Keeps two purges apart (not the sweep's lock: a long purge must not hold up expiries). */
+const PURGE_LOCK = '.purge.lock';
 
 const BUCKET_RE = /^[0-9a-f]{2}$/;
 const STATE_ORDER: readonly HandoffState[] = ['pending', 'claimed', 'rejected', 'archived'];
@@ -351,6 +360,8 @@ export class Spool implements SpoolApi {
   #closing: Promise<void> | null = null;
   /** Whether recovery ran once already (leftover locks are removed only at open). */
   #recovered = false;
+  /** Whether this instance recorded its process as the spool's owner (an exclusive spool). */
+  #ownsRoot = false;
 
   /** Validates the options; does no I/O (call `recover()`, or use `openSpool`). @throws HandoffError CONFIG */
   constructor(options: SpoolOptions) {
@@ -531,6 +542,90 @@ export class Spool implements SpoolApi {
     });
   }
 
+  /**
+   * Deletes the handoffs that ended before `beforeMs` — judged by their file's mtime, which is when
+   * the final envelope was written (a rolled-forward file counts from its recovery, later, so it
+   * is kept longer, never shorter) — and whose payload expired before it as well: once a payload
+   * is gone its id can be put again, and only an expired payload then goes nowhere but to
+   * `rejected/` (the listener also refuses it). Dropped files (`_invalid/`, `_conflict/`) go by
+   * their mtime. Each deletion is recorded in the audit log before the file is unlinked, so no
+   * file ever disappears unrecorded (a crash in between leaves a file that the next purge records
+   * again), and the bucket directory is fsynced before the purge returns. A file that is not a
+   * readable handoff file is kept for a person to look at.
+   * @throws HandoffError CONFIG for a bad `beforeMs`, UNAVAILABLE while another purge runs, IO
+   */
+  async purge(options: PurgeOptions): Promise<PurgeResult> {
+    this.#assertOpen();
+    const beforeMs = options?.beforeMs;
+    if (typeof beforeMs !== 'number' || !Number.isFinite(beforeMs)) throw new HandoffError('CONFIG', 'purge needs beforeMs, a time in ms since the epoch');
+    const dryRun = options.dryRun === true;
+    return this.#guard('purge', async () => {
+      const release = dryRun ? undefined : await tryLock(path.join(this.#paths.events, PURGE_LOCK));
+      if (!dryRun && !release) throw new HandoffError('UNAVAILABLE', 'another purge of this spool is running');
+      const result: PurgeResult = { archived: 0, rejected: 0, dropped: 0, bytes: 0, keptUnexpired: 0, keptUnreadable: 0 };
+      try {
+        for (const state of ['archived', 'rejected'] as const) {
+          const base = state === 'archived' ? this.#paths.archive : this.#paths.rejected;
+          for (const bucket of (await this.#readdirIfExists(base)).filter((b) => BUCKET_RE.test(b)).sort()) {
+            const dir = path.join(base, bucket);
+            const due = await this.#purgeCandidates(dir, beforeMs, result);
+            if (!dryRun) await Promise.all(due.map((f) => this.#idLock.run(f.stored.payload.handoff_id, () => this.#purgeFile(f.full, this.#auditFor('purge', f.stored.payload, state, { by: RELAY_ACTOR })))));
+            result[state] += due.length;
+            for (const f of due) result.bytes += f.size;
+            if (!dryRun && due.length > 0) await this.#dirs.sync(dir);
+          }
+        }
+        for (const dir of [this.#paths.invalid, this.#paths.conflict]) {
+          const names = await this.#readdirIfExists(dir);
+          const stats = await Promise.all(names.map((name) => this.#statIfExists(path.join(dir, name))));
+          const due = names.flatMap((name, i) => {
+            const st = stats[i];
+            return st?.isFile && st.mtimeMs < beforeMs ? [{ full: path.join(dir, name), size: st.size }] : [];
+          });
+          if (!dryRun) {
+            await Promise.all(due.map((f) => this.#purgeFile(f.full, { event: 'purge', id: '', from_agent: '', to_agent: '', state: null, by: RELAY_ACTOR, file: path.relative(this.root, f.full) })));
+            if (due.length > 0) await this.#dirs.sync(dir);
+          }
+          result.dropped += due.length;
+          for (const f of due) result.bytes += f.size;
+        }
+      } finally {
+        await release?.();
+      }
+      return result;
+    });
+  }
+
+  /** The files of one bucket that `purge` deletes (see there); counts those it keeps. */
+  async #purgeCandidates(dir: string, beforeMs: number, result: PurgeResult): Promise<{ full: string; size: number; stored: StoredFile }[]> {
+    const names = (await this.#readdirIfExists(dir)).filter((name) => idOfName(name) !== undefined);
+    const stats = await Promise.all(names.map((name) => this.#statIfExists(path.join(dir, name))));
+    const old = names.flatMap((name, i) => {
+      const st = stats[i];
+      return st?.isFile && st.mtimeMs < beforeMs ? [{ full: path.join(dir, name), size: st.size, id: idOfName(name) as string }] : [];
+    });
+    const due: { full: string; size: number; stored: StoredFile }[] = [];
+    for (const f of old) {
+      let stored: StoredFile | undefined;
+      try {
+        stored = await this.#readOwn(f.id, f.full);
+      } catch {
+        stored = undefined; // not decodable: kept, and counted below
+      }
+      if (stored === undefined) {
+        if (await this.#statIfExists(f.full)) result.keptUnreadable++;
+      } else if (!((parseIsoTime(stored.payload.expires_at) ?? Infinity) < beforeMs)) result.keptUnexpired++;
+      else due.push({ full: f.full, size: f.size, stored });
+    }
+    return due;
+  }
+
+  /** Records the deletion of one file in the audit log, then unlinks it (gone already: fine). */
+  async #purgeFile(full: string, audit: AuditEvent): Promise<void> {
+    await this.#audit.append(audit);
+    await unlessMissing(this.#fs.unlink(full), undefined);
+  }
+
   onTransition(listener: (event: TransitionEvent) => void): () => void {
     this.#listeners.add(listener);
     return () => {
@@ -562,6 +657,7 @@ export class Spool implements SpoolApi {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.#audit.close();
+      if (this.#ownsRoot) await releaseOwner(this.root);
       LIVE_INSTANCES.delete(this.#owner.instance);
     })();
     return this.#closing;
@@ -1603,11 +1699,17 @@ export class Spool implements SpoolApi {
     return this.#guard('recover', async () => {
       const report: RecoveryReport = { tmpRemoved: 0, duplicatesResolved: 0, rolledForward: 0, adopted: 0, invalid: 0, deferred: 0 };
       await this.#ensureLayout();
+      if (!this.#recovered) {
+        // Before anything here writes: another live process's exclusive spool is not ours to touch.
+        await checkOwner(this.root, { take: this.#o.exclusive });
+        this.#ownsRoot = this.#o.exclusive;
+      }
       if (!this.#recovered && this.#o.exclusive) {
         // Nobody else writes an exclusive spool: a lock present at open is a dead predecessor's,
         // and waiting for it to go stale would keep a restarted hub from serving.
         await removeLeftoverLock(this.#audit.lockPath);
         await removeLeftoverLock(path.join(this.#paths.events, SWEEP_LOCK));
+        await removeLeftoverLock(path.join(this.#paths.events, PURGE_LOCK));
       }
       this.#recovered = true;
       this.#claimedFiles.clear();

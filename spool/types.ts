@@ -106,6 +106,27 @@ export interface SweepResult {
   leaseExpired: string[];
 }
 
+/** Which finished handoffs `purge` deletes. */
+export interface PurgeOptions {
+  /** Deletes what ended before this moment (ms since the epoch). */
+  beforeMs: number;
+  /** Counts what would be deleted; deletes nothing and writes no audit line. */
+  dryRun?: boolean;
+}
+
+/** What `purge` deleted (or, in a dry run, would delete). */
+export interface PurgeResult {
+  archived: number;
+  rejected: number;
+  /** Dropped files under `rejected/_invalid/` and `rejected/_conflict/`. */
+  dropped: number;
+  bytes: number;
+  /** Old enough by their file, but the payload's `expires_at` is not before the cut: kept. */
+  keptUnexpired: number;
+  /** Old enough by their file, but not a readable handoff file: kept for a person to look at. */
+  keptUnreadable: number;
+}
+
 /** What a recovery pass found and did. */
 export interface RecoveryReport {
   tmpRemoved: number;
@@ -164,6 +185,8 @@ export interface SpoolApi {
   list(state: HandoffState): Promise<HandoffRecord[]>;
   /** Moves pending handoffs past `expires_at` and claims past their lease to `rejected/`. */
   sweep(nowMs?: number): Promise<SweepResult>;
+  /** Deletes finished handoffs (archive/, rejected/) that ended and expired before a moment. */
+  purge(options: PurgeOptions): Promise<PurgeResult>;
   /** Subscribes to durable transitions; returns the unsubscribe function. */
   onTransition(listener: (event: TransitionEvent) => void): () => void;
   close(): Promise<void>;

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
 import { createHubLogger, startHub } from '../../hub/index.js';
-import { resolveConfig, type ResolvedConfig } from '../config.js';
+import { resolveConfig, retentionMsOf, type ResolvedConfig } from '../config.js';
 import type { HubServeFlags } from './hub.js';
 
 const DEFAULT_SPOOL = ['.handoff', 'spool'];
@@ -51,6 +51,7 @@ export async function serveHub(flags: HubServeFlags, ready: (url: string) => voi
     logger,
     limits: { bodyLimitBytes: c.bodyLimit, maxPendingPerTarget: c.maxPending, maxParkedPerAgent: c.maxParked },
     sweepIntervalMs: c.sweepIntervalMs,
+    retentionMs: retentionMsOf(c),
   });
 
   let stop: (signal: NodeJS.Signals) => void = () => undefined;

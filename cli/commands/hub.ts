@@ -10,6 +10,7 @@ export interface HubServeFlags {
   maxPending?: string;
   maxParked?: string;
   sweepInterval?: string;
+  retentionDays?: string;
   logLevel?: string;
   json?: boolean;
 }
@@ -34,6 +35,7 @@ export function register(program: Command): void {
     .option('--max-pending <n>', 'pending handoffs allowed per target (default 100)')
     .option('--max-parked <n>', 'long-polls and watches one agent may keep parked (default 32)')
     .option('--sweep-interval <ms>', 'period of the janitor sweep (default 1000)')
+    .option('--retention-days <n>', 'delete finished handoffs (archive/, rejected/) older than this, hourly (default: keep forever)')
     .option('--log-level <level>', 'pino log level; logs go to stderr (default info)')
     .option('--json', 'print the URL as one JSON line')
     .addHelpText('after', '\nExample:\n  handoff hub add-agent alice && handoff hub add-agent bob\n  handoff hub serve --host 0.0.0.0 --port 8787 --spool /var/lib/handoff/spool')

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { HandoffError } from '../../protocol/errors.js';
 import { AlreadyReported, emit } from '../output.js';
 
-/** `handoff audit verify` and `handoff spool recover`: maintenance of a spool directory. */
+/** `handoff audit verify`, `handoff spool recover` and `handoff spool purge`: maintenance of a spool directory. */
 export function register(program: Command): void {
   program
     .command('audit')
@@ -24,9 +24,8 @@ export function register(program: Command): void {
       if (!r.ok) throw new AlreadyReported(new HandoffError('TAMPERED', `audit log broken at ${r.firstBad?.file}:${r.firstBad?.line}`));
     });
 
-  program
-    .command('spool')
-    .description('spool maintenance')
+  const spool = program.command('spool').description('spool maintenance');
+  spool
     .command('recover')
     .description('recover a spool after a crash; --full also finishes interrupted moves into archive/ and rejected/')
     .requiredOption('--spool <dir>', 'spool directory')
@@ -42,6 +41,37 @@ export function register(program: Command): void {
         emit(flags, report, (r) => Object.entries(r).map(([k, v]) => `${k.padEnd(20)} ${v}`).join('\n'));
       } finally {
         await spool.close();
+      }
+    });
+
+  spool
+    .command('purge')
+    .description('delete finished handoffs (archive/, rejected/) older than the retention; each deletion goes to the audit log')
+    .requiredOption('--spool <dir>', 'spool directory (of local mode, or of a hub that is stopped: a running hub purges itself)')
+    .option('--retention-days <n>', 'keep this many days (default hub_server.retention_days of the config file)')
+    .option('--dry-run', 'count what would be deleted; delete nothing')
+    .option('--config <file>', 'config file (default ./handoff.config.json, then ~/.config/handoff/config.json)')
+    .option('--json', 'print one JSON document')
+    .addHelpText('after', '\nExample:\n  handoff spool purge --spool /var/lib/handoff --retention-days 30 --dry-run')
+    .action(async (flags: { spool: string; retentionDays?: string; dryRun?: boolean; config?: string; json?: boolean }) => {
+      const path = await import('node:path');
+      const { openSpool } = await import('../../spool/index.js');
+      const { required, resolveConfig, retentionMsOf } = await import('../config.js');
+      const cfg = resolveConfig({ flags: { retentionDays: flags.retentionDays }, env: process.env, cwd: process.cwd(), configFile: flags.config });
+      required(cfg, 'retentionDays');
+      const retentionMs = retentionMsOf(cfg.config) as number;
+      const opened = await openSpool({ root: path.resolve(flags.spool) });
+      try {
+        const result = await opened.purge({ beforeMs: Date.now() - retentionMs, dryRun: Boolean(flags.dryRun) });
+        emit(flags, { ...result, dryRun: Boolean(flags.dryRun) }, (r) =>
+          [
+            `${r.dryRun ? 'would delete' : 'deleted'} ${r.archived} archived, ${r.rejected} rejected, ${r.dropped} dropped (${r.bytes} bytes)`,
+            ...(r.keptUnexpired > 0 ? [`kept ${r.keptUnexpired} old enough but whose payload expires later`] : []),
+            ...(r.keptUnreadable > 0 ? [`kept ${r.keptUnreadable} unreadable file(s): look at them`] : []),
+          ].join('\n'),
+        );
+      } finally {
+        await opened.close();
       }
     });
 }
