@@ -41,6 +41,8 @@ export class Janitor {
   #interval: NodeJS.Timeout | undefined;
   #purgeTimer: NodeJS.Timeout | undefined;
   #purging: Promise<void> | undefined;
+  /** Aborts a running purge when the janitor stops: a shutdown must not wait for a whole archive. */
+  readonly #purgeAbort = new AbortController();
   #precise: NodeJS.Timeout | undefined;
   #preciseAt = Infinity;
   #running: Promise<void> | undefined;
@@ -110,7 +112,7 @@ export class Janitor {
 
   #purge(): Promise<PurgeResult> {
     if (this.#retentionMs === undefined) return Promise.reject(new HandoffError('CONFIG', 'no retention is set'));
-    return this.#spool.purge({ beforeMs: this.#clock() - this.#retentionMs });
+    return this.#spool.purge({ beforeMs: this.#clock() - this.#retentionMs, signal: this.#purgeAbort.signal });
   }
 
   /** Stops the timers and waits for a running sweep or purge to finish. Idempotent. */
@@ -119,6 +121,7 @@ export class Janitor {
     clearInterval(this.#interval);
     clearTimeout(this.#precise);
     clearInterval(this.#purgeTimer);
+    this.#purgeAbort.abort();
     this.#interval = undefined;
     this.#precise = undefined;
     this.#purgeTimer = undefined;

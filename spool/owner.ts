@@ -8,14 +8,18 @@
  * records itself at open and removes the record at close, and any other open of the spool (by
  * another process) is refused while the recorded owner is alive.
  *
- * Alive means: on this host, the pid exists, and — where /proc tells a process's start time — it
- * is the process that wrote the record, so a pid reused after a crash or a reboot is not taken
- * for the owner. An owner recorded by another host cannot be checked: refused, with the file to
- * delete named in the message. Like the locks, the record is advisory (nothing in the spool's
- * correctness depends on it), so it is plain `node:fs`, outside `FsOps`.
+ * Alive means: the record was written on this host, in this boot and in this pid namespace, its
+ * pid exists, and its process started at the recorded time (from /proc), so a pid reused after a
+ * crash or a reboot is not taken for the owner. Whenever that cannot be told (another host on a
+ * shared file system, a container with a new hostname or its own pid namespace, no /proc), the
+ * owner counts as gone: a hub restarted after `kill -9` must never be locked out of its own spool,
+ * and those set-ups are no worse off than with no record at all. The record is created with
+ * `link(2)`, which never replaces a file, so two hubs starting at once cannot both take the spool;
+ * a dead owner's record is first renamed aside (one of two racing openers wins that too). Like
+ * the locks, the record is advisory, so it is plain `node:fs`, outside `FsOps`.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { link, readFile, readlink, rename, unlink, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HandoffError } from '../protocol/index.js';
@@ -29,14 +33,22 @@ const HELD = new Map<string, number>();
 interface OwnerRecord {
   pid: number;
   host: string;
-  /** The process's start time in clock ticks since boot (/proc/<pid>/stat), when known. */
+  /** The process's start time in clock ticks since boot (/proc/<pid>/stat). */
   started?: string;
+  /** /proc/sys/kernel/random/boot_id: which boot of the host. */
+  boot?: string;
+  /** The pid namespace (`readlink /proc/self/ns/pid`): a pid means something only inside it. */
+  pidns?: string;
 }
 
 /** This process as an owner record. */
 async function self(): Promise<OwnerRecord> {
-  const started = await startTimeOf(process.pid);
-  return { pid: process.pid, host: os.hostname(), ...(started !== undefined ? { started } : {}) };
+  const [started, boot, pidns] = await Promise.all([
+    startTimeOf(process.pid),
+    readFile('/proc/sys/kernel/random/boot_id', 'utf8').then((b) => b.trim(), () => undefined),
+    readlink('/proc/self/ns/pid').catch(() => undefined),
+  ]);
+  return { pid: process.pid, host: os.hostname(), ...(started ? { started } : {}), ...(boot ? { boot } : {}), ...(pidns ? { pidns } : {}) };
 }
 
 /** Field 22 of /proc/<pid>/stat; undefined where there is no /proc or no such process. */
@@ -70,25 +82,19 @@ async function readRecord(file: string): Promise<OwnerRecord | undefined> {
   }
   const r = value as Partial<OwnerRecord> | null;
   if (typeof r !== 'object' || r === null || !Number.isSafeInteger(r.pid) || (r.pid as number) <= 0 || typeof r.host !== 'string') return undefined;
-  if (r.started !== undefined && typeof r.started !== 'string') return undefined;
-  return { pid: r.pid as number, host: r.host, ...(r.started !== undefined ? { started: r.started } : {}) };
+  for (const k of ['started', 'boot', 'pidns'] as const) if (r[k] !== undefined && typeof r[k] !== 'string') return undefined;
+  return r as OwnerRecord;
 }
 
-/** Whether the recorded owner may be running (see the header); true when it cannot be told. */
-async function mayBeAlive(owner: OwnerRecord): Promise<boolean> {
-  if (owner.host !== os.hostname()) return true;
-  try {
-    process.kill(owner.pid, 0);
-  } catch (err) {
-    if (errnoCode(err) !== 'EPERM') return false;
-  }
-  if (owner.started === undefined) return true;
-  const started = await startTimeOf(owner.pid);
-  return started === undefined || started === owner.started;
+/** Whether the recorded owner is known to be running (see the header): false when it cannot be told. */
+async function isAlive(owner: OwnerRecord, me: OwnerRecord): Promise<boolean> {
+  if (owner.host !== me.host || owner.started === undefined || me.started === undefined) return false;
+  if (owner.boot !== me.boot || owner.pidns !== me.pidns) return false;
+  return (await startTimeOf(owner.pid)) === owner.started;
 }
 
 function isSelf(owner: OwnerRecord, me: OwnerRecord): boolean {
-  return owner.pid === me.pid && owner.host === me.host && owner.started === me.started;
+  return owner.pid === me.pid && owner.host === me.host && owner.started === me.started && owner.boot === me.boot && owner.pidns === me.pidns;
 }
 
 /**
@@ -97,26 +103,45 @@ function isSelf(owner: OwnerRecord, me: OwnerRecord): boolean {
  */
 export async function checkOwner(root: string, options: { take: boolean }): Promise<void> {
   const file = path.join(root, OWNER_FILE);
-  const [owner, me] = await Promise.all([readRecord(file), self()]);
-  if (owner !== undefined && !isSelf(owner, me) && (await mayBeAlive(owner))) {
-    const where = owner.host === me.host ? `pid ${owner.pid}` : `pid ${owner.pid} on host ${owner.host}`;
-    throw new HandoffError(
-      'UNAVAILABLE',
-      `spool ${root} is owned by a running hub (${where}); use the hub's API, or stop it first (if it is gone, delete ${file})`,
-    );
+  const me = await self();
+  for (let attempt = 0; ; attempt++) {
+    const owner = await readRecord(file);
+    if (owner !== undefined && !isSelf(owner, me) && (await isAlive(owner, me))) {
+      throw new HandoffError('UNAVAILABLE', `spool ${root} is owned by a running hub (pid ${owner.pid}); use the hub's API, or stop it first`);
+    }
+    if (!options.take) return;
+    if (owner !== undefined && isSelf(owner, me)) break;
+    if (owner !== undefined || attempt > 0) await moveAside(file, owner);
+    if (await create(file, me)) break;
+    if (attempt >= 3) throw new HandoffError('UNAVAILABLE', `spool ${root}: another process keeps taking its owner record (${file})`);
   }
-  if (!options.take) return;
   HELD.set(root, (HELD.get(root) ?? 0) + 1);
-  if (owner !== undefined && isSelf(owner, me)) return;
-  // Written whole under a temporary name and renamed, so a reader never sees half a record.
+}
+
+/**
+ * Removes the dead (or unreadable) record `judged` from `file`: renamed aside, never overwritten,
+ * and put back if what was moved is not what was judged (another opener replaced it meanwhile).
+ */
+async function moveAside(file: string, judged: OwnerRecord | undefined): Promise<void> {
+  const aside = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+  if (!(await rename(file, aside).then(() => true, () => false))) return;
+  const moved = await readRecord(aside).catch(() => undefined);
+  if (JSON.stringify(moved) !== JSON.stringify(judged)) await link(aside, file).catch(() => undefined);
+  await unlink(aside).catch(() => undefined);
+}
+
+/** Creates `file` with `record` unless it exists (then false): written whole, then linked. */
+async function create(file: string, record: OwnerRecord): Promise<boolean> {
   const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
   try {
-    await writeFile(tmp, `${JSON.stringify(me)}\n`, { mode: 0o600 });
-    await rename(tmp, file);
+    await writeFile(tmp, `${JSON.stringify(record)}\n`, { mode: 0o600 });
+    await link(tmp, file);
+    return true;
   } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    await releaseOwner(root);
+    if (errnoCode(err) === 'EEXIST') return false;
     throw new HandoffError('IO', `recording the owner in ${file} failed (${errnoCode(err) ?? 'error'})`, { cause: err });
+  } finally {
+    await unlink(tmp).catch(() => undefined);
   }
 }
 

@@ -567,15 +567,12 @@ export class Spool implements SpoolApi {
         for (const state of ['archived', 'rejected'] as const) {
           const base = state === 'archived' ? this.#paths.archive : this.#paths.rejected;
           for (const bucket of (await this.#readdirIfExists(base)).filter((b) => BUCKET_RE.test(b)).sort()) {
-            const dir = path.join(base, bucket);
-            const due = await this.#purgeCandidates(dir, beforeMs, result);
-            if (!dryRun) await Promise.all(due.map((f) => this.#idLock.run(f.stored.payload.handoff_id, () => this.#purgeFile(f.full, this.#auditFor('purge', f.stored.payload, state, { by: RELAY_ACTOR })))));
-            result[state] += due.length;
-            for (const f of due) result.bytes += f.size;
-            if (!dryRun && due.length > 0) await this.#dirs.sync(dir);
+            if (options.signal?.aborted) return result;
+            await this.#purgeBucket(path.join(base, bucket), state, beforeMs, dryRun, result);
           }
         }
         for (const dir of [this.#paths.invalid, this.#paths.conflict]) {
+          if (options.signal?.aborted) return result;
           const names = await this.#readdirIfExists(dir);
           const stats = await Promise.all(names.map((name) => this.#statIfExists(path.join(dir, name))));
           const due = names.flatMap((name, i) => {
@@ -596,28 +593,46 @@ export class Spool implements SpoolApi {
     });
   }
 
-  /** The files of one bucket that `purge` deletes (see there); counts those it keeps. */
-  async #purgeCandidates(dir: string, beforeMs: number, result: PurgeResult): Promise<{ full: string; size: number; stored: StoredFile }[]> {
+  /**
+   * Purges one bucket (see `purge`). Each file old enough by its mtime is judged again under its
+   * id's lock, from a fresh stat and read: a transition renames first and rewrites after, and the
+   * renamed file keeps its predecessor's mtime until the rewrite, so only a file whose envelope
+   * is in its directory's state counts (another process's move in flight is left alone).
+   */
+  async #purgeBucket(dir: string, state: 'archived' | 'rejected', beforeMs: number, dryRun: boolean, result: PurgeResult): Promise<void> {
     const names = (await this.#readdirIfExists(dir)).filter((name) => idOfName(name) !== undefined);
     const stats = await Promise.all(names.map((name) => this.#statIfExists(path.join(dir, name))));
-    const old = names.flatMap((name, i) => {
-      const st = stats[i];
-      return st?.isFile && st.mtimeMs < beforeMs ? [{ full: path.join(dir, name), size: st.size, id: idOfName(name) as string }] : [];
-    });
-    const due: { full: string; size: number; stored: StoredFile }[] = [];
-    for (const f of old) {
-      let stored: StoredFile | undefined;
-      try {
-        stored = await this.#readOwn(f.id, f.full);
-      } catch {
-        stored = undefined; // not decodable: kept, and counted below
-      }
-      if (stored === undefined) {
-        if (await this.#statIfExists(f.full)) result.keptUnreadable++;
-      } else if (!((parseIsoTime(stored.payload.expires_at) ?? Infinity) < beforeMs)) result.keptUnexpired++;
-      else due.push({ full: f.full, size: f.size, stored });
-    }
-    return due;
+    const old = names.filter((_, i) => stats[i]?.isFile && (stats[i] as FsStat).mtimeMs < beforeMs);
+    const done = await Promise.all(
+      old.map((name) => {
+        const id = idOfName(name) as string;
+        return this.#idLock.run(id, async () => {
+          const full = path.join(dir, name);
+          const st = await this.#statIfExists(full);
+          if (!st || !(st.mtimeMs < beforeMs)) return 0;
+          let stored: StoredFile | undefined;
+          try {
+            stored = await this.#readOwn(id, full);
+          } catch {
+            stored = undefined;
+          }
+          if (stored === undefined) {
+            if (await this.#statIfExists(full)) result.keptUnreadable++;
+            return 0;
+          }
+          if (stored.relay?.state !== state) return 0;
+          if (!((parseIsoTime(stored.payload.expires_at) ?? Infinity) < beforeMs)) {
+            result.keptUnexpired++;
+            return 0;
+          }
+          if (!dryRun) await this.#purgeFile(full, this.#auditFor('purge', stored.payload, state, { by: RELAY_ACTOR }));
+          result[state]++;
+          result.bytes += st.size;
+          return 1;
+        });
+      }),
+    );
+    if (!dryRun && done.some((n) => n > 0)) await this.#dirs.sync(dir);
   }
 
   /** Records the deletion of one file in the audit log, then unlinks it (gone already: fine). */

@@ -112,6 +112,8 @@ export interface PurgeOptions {
   beforeMs: number;
   /** Counts what would be deleted; deletes nothing and writes no audit line. */
   dryRun?: boolean;
+  /** Stops the purge between two buckets (a hub shutting down); what was done is returned. */
+  signal?: AbortSignal;
 }
 
 /** What `purge` deleted (or, in a dry run, would delete). */

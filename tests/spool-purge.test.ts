@@ -3,11 +3,11 @@
  * every deletion in the audit log first, and keeps everything else.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { HandoffError } from '../protocol/index.js';
-import { openSpool, verifyAudit, type HandoffState, type Spool } from '../spool/index.js';
+import { bucketOf, openSpool, verifyAudit, type HandoffState, type Spool } from '../spool/index.js';
 import { runCli } from './helpers/cli.js';
 import { readyChild } from './helpers/ready-child.js';
 import { startTestHub, writeTestConfig } from './helpers/hub.js';
@@ -132,6 +132,33 @@ describe('spool: purge', () => {
     await h.spool.put(p.text);
     await assert.rejects(h.spool.claim(p.id, 'alice'), (err: unknown) => err instanceof HandoffError && err.code === 'EXPIRED');
     assert.equal((await h.spool.get(p.id))?.state, 'rejected');
+  });
+
+  test('a file moved but not yet rewritten (it keeps its old mtime) is left alone', async (t) => {
+    const h = await harness(t);
+    h.clock.now = OLD;
+    const p = makePayload({ nowMs: OLD });
+    await h.spool.put(p.text);
+    await h.spool.claim(p.id, 'alice');
+    // As another process's reject leaves it between its rename and its rewrite: the claimed
+    // envelope under rejected/, with the mtime it had in claimed/.
+    const claimed = path.join(h.root, placesOf(h.root, p.id)[0] as string);
+    const moved = path.join(h.root, 'rejected', bucketOf(p.id), `${p.id}.json`);
+    mkdirSync(path.dirname(moved), { recursive: true });
+    renameSync(claimed, moved);
+    utimesSync(moved, OLD / 1000, OLD / 1000);
+    h.clock.now = NOW;
+    const result = await h.spool.purge({ beforeMs: CUT });
+    assert.equal(result.rejected, 0);
+    assert.equal(placesOf(h.root, p.id).length, 1);
+  });
+
+  test('an aborted purge stops before the next bucket and deletes nothing more', async (t) => {
+    const h = await harness(t);
+    const id = await finished(h, 'complete', OLD);
+    const result = await h.spool.purge({ beforeMs: CUT, signal: AbortSignal.abort() });
+    assert.equal(result.archived, 0);
+    assert.equal(placesOf(h.root, id).length, 1);
   });
 
   test('a dry run counts and changes nothing', async (t) => {
