@@ -115,7 +115,7 @@ export class Janitor {
     return this.#spool.purge({ beforeMs: this.#clock() - this.#retentionMs, signal: this.#purgeAbort.signal });
   }
 
-  /** Stops the timers and waits for a running sweep or purge to finish. Idempotent. */
+  /** Stops the timers, aborts a running purge (between buckets) and waits for it and a running sweep. Idempotent. */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#interval);
