@@ -436,8 +436,8 @@ function buildTable(r: Results): void {
     row('write+fsync+rename+fsync(dir), serial', r.disk.serialWithDirSyncPerSec);
   }
   if (r.http) {
-    heading('(7a) HTTP floor: the four requests of a lifecycle, 8 pairs, against a hono server that does nothing', ['lifecycles/s', 'server CPU %', 'clients CPU %']);
-    row('start → poll → accept → complete, no storage, no checks', r.http.perSec, r.http.serverCpuPct, r.http.clientCpuPct);
+    heading('(7a) HTTP floor: the four requests of a lifecycle, 8 pairs, against a hono server that does nothing', ['lifecycles/s', 'server CPU %', 'clients CPU %', 'host steal %']);
+    row('start → poll → accept → complete, no storage, no checks', r.http.perSec, r.http.serverCpuPct, r.http.clientCpuPct, r.http.stealPct);
   }
   if (r.wakeup) {
     heading('(1) wake-up of a parked long-poll, hub idle', LATENCY_COLUMNS);
@@ -448,9 +448,9 @@ function buildTable(r: Results): void {
     }
   }
   if (r.lifecycle) {
-    heading('(2) lifecycle start → poll → accept → complete, durable', ['handoffs/s', 'p50 ms', 'p99 ms', 'hub CPU %', 'hub CPU ms/handoff', 'hub peak RSS MiB', 'clients CPU %']);
+    heading('(2) lifecycle start → poll → accept → complete, durable', ['handoffs/s', 'p50 ms', 'p99 ms', 'hub CPU %', 'hub CPU ms/handoff', 'hub peak RSS MiB', 'clients CPU %', 'host steal %']);
     for (const l of r.lifecycle) {
-      row(`${l.pairs} pair${l.pairs > 1 ? 's' : ''}`, l.perSec, l.lifecycle.p50, l.lifecycle.p99, l.hubCpuPct, (10 * l.hubCpuPct) / l.perSec, l.hubPeakRssMiB, l.clientCpuPct);
+      row(`${l.pairs} pair${l.pairs > 1 ? 's' : ''}`, l.perSec, l.lifecycle.p50, l.lifecycle.p99, l.hubCpuPct, (10 * l.hubCpuPct) / l.perSec, l.hubPeakRssMiB, l.clientCpuPct, l.stealPct);
     }
   }
   if (r.e2e) {
@@ -488,10 +488,10 @@ function buildTable(r: Results): void {
       row('wake-up: add acknowledged → worker has the job', ...latencyCells(run.wakeup.ackToReceive));
       row('wake-up: add sent → worker has the job', ...latencyCells(run.wakeup.sendToReceive));
       const relayWake = r.wakeup?.[0];
-      heading(`    lifecycle add → getNextJob → moveToCompleted (${run.mode})`, ['handoffs/s', 'p50 ms', 'p99 ms', 'redis CPU %', 'redis RSS MiB', 'clients CPU %', 'relay ÷ bullmq']);
+      heading(`    lifecycle add → getNextJob → moveToCompleted (${run.mode})`, ['handoffs/s', 'p50 ms', 'p99 ms', 'redis CPU %', 'redis RSS MiB', 'clients CPU %', 'host steal %', 'relay ÷ bullmq']);
       for (const l of run.lifecycle) {
         const relay = r.lifecycle?.find((x) => x.pairs === l.pairs);
-        row(`${l.pairs} pair${l.pairs > 1 ? 's' : ''}`, l.perSec, l.lifecycle.p50, l.lifecycle.p99, l.redisCpuPct, l.redisPeakRssMiB, l.clientCpuPct, relay ? `${round(relay.perSec / l.perSec)}x` : '-');
+        row(`${l.pairs} pair${l.pairs > 1 ? 's' : ''}`, l.perSec, l.lifecycle.p50, l.lifecycle.p99, l.redisCpuPct, l.redisPeakRssMiB, l.clientCpuPct, l.stealPct, relay ? `${round(relay.perSec / l.perSec)}x` : '-');
       }
       if (relayWake) {
         heading(`    wake-up ratio, relay ÷ bullmq (${run.mode}), send → receive`, ['p50', 'p99']);

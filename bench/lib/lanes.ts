@@ -3,6 +3,7 @@
  * lifecycle after another until the time is up, while the server's CPU and this process's (the
  * clients') are measured over exactly that window.
  */
+import { stealWindow } from './proc.js';
 import { summarize, type Summary } from './stats.js';
 
 export interface LanesResult {
@@ -16,6 +17,8 @@ export interface LanesResult {
   serverCpuPct: number;
   /** This process's CPU (the clients), % of one core. */
   clientCpuPct: number;
+  /** The machine's CPU time taken by the hypervisor over the window, % of all vCPU time. */
+  stealPct: number;
 }
 
 /**
@@ -30,6 +33,7 @@ export async function runLanes<L>(
 ): Promise<LanesResult> {
   const latencies: number[] = [];
   const cpu = serverCpu();
+  const steal = stealWindow();
   const clientCpu0 = process.cpuUsage();
   const t0 = performance.now();
   const end = t0 + seconds * 1000;
@@ -44,6 +48,7 @@ export async function runLanes<L>(
   );
   const wallSec = (performance.now() - t0) / 1000;
   const { corePct } = cpu.stop();
+  const stealPct = steal.stop();
   const clientCpu = process.cpuUsage(clientCpu0);
   return {
     seconds: wallSec,
@@ -52,5 +57,6 @@ export async function runLanes<L>(
     lifecycle: summarize(latencies),
     serverCpuPct: corePct,
     clientCpuPct: (clientCpu.user + clientCpu.system) / 1e4 / wallSec,
+    stealPct,
   };
 }

@@ -59,3 +59,33 @@ export function cpuWindow(pid: number): { stop(): { cpuSec: number; corePct: num
     },
   };
 }
+
+/** The machine's CPU tick counters from the first line of /proc/stat; undefined when unreadable. */
+function hostTicks(): { steal: number; total: number } | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+    // cpu user nice system idle iowait irq softirq steal [guest guest_nice]: guest time is already
+    // counted in user, so the first eight fields are the whole.
+    const fields = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    if (fields.length < 8 || fields.some((n) => !Number.isFinite(n))) return undefined;
+    return { steal: fields[7] as number, total: fields.reduce((a, b) => a + b, 0) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A window of the whole machine's CPU: `stop()` gives the share of every vCPU's time that the
+ * hypervisor gave to someone else (steal), in %. On a shared host this is what makes runs minutes
+ * apart incomparable, so the throughput rows report it next to their rates. NaN off Linux.
+ */
+export function stealWindow(): { stop(): number } {
+  const t0 = hostTicks();
+  return {
+    stop() {
+      const t1 = hostTicks();
+      if (t0 === undefined || t1 === undefined || t1.total === t0.total) return Number.NaN;
+      return (100 * (t1.steal - t0.steal)) / (t1.total - t0.total);
+    },
+  };
+}

@@ -30,6 +30,8 @@ export interface BullLifecycleResult {
   redisPeakRssMiB: number;
   /** CPU of this process (the BullMQ clients), % of one core. */
   clientCpuPct: number;
+  /** The machine's CPU time taken by the hypervisor during the run, % of all vCPU time. */
+  stealPct: number;
 }
 
 type Data = { payload: string };

@@ -21,6 +21,8 @@ export interface LifecycleResult {
   hubPeakRssMiB: number;
   /** CPU of this process (the clients: signing, HTTP, parsing replies), % of one core. */
   clientCpuPct: number;
+  /** The machine's CPU time taken by the hypervisor during the run, % of all vCPU time. */
+  stealPct: number;
 }
 
 /** Pair k is `i<k>` → `t<k>`. */
