@@ -548,7 +548,8 @@ export class Spool implements SpoolApi {
    * is kept longer, never shorter) — and whose payload expired before it as well: once a payload
    * is gone its id can be put again, and only an expired payload then goes nowhere but to
    * `rejected/` (the listener also refuses it). Dropped files (`_invalid/`, `_conflict/`) go by
-   * their mtime. Each deletion is recorded in the audit log before the file is unlinked, so no
+   * the later of their mtime and ctime: they are moved there by rename, which keeps the writer's
+   * mtime but sets the ctime, so a file dropped today is kept however old its content. Each deletion is recorded in the audit log before the file is unlinked, so no
    * file ever disappears unrecorded (a crash in between leaves a file that the next purge records
    * again), and the bucket directory is fsynced before the purge returns. A file that is not a
    * readable handoff file is kept for a person to look at.
@@ -577,7 +578,7 @@ export class Spool implements SpoolApi {
           const stats = await Promise.all(names.map((name) => this.#statIfExists(path.join(dir, name))));
           const due = names.flatMap((name, i) => {
             const st = stats[i];
-            return st?.isFile && st.mtimeMs < beforeMs ? [{ full: path.join(dir, name), size: st.size }] : [];
+            return st?.isFile && Math.max(st.mtimeMs, st.ctimeMs) < beforeMs ? [{ full: path.join(dir, name), size: st.size }] : [];
           });
           if (!dryRun) {
             await Promise.all(due.map((f) => this.#purgeFile(f.full, { event: 'purge', id: '', from_agent: '', to_agent: '', state: null, by: RELAY_ACTOR, file: path.relative(this.root, f.full) })));

@@ -3,7 +3,7 @@
  * every deletion in the audit log first, and keeps everything else.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { HandoffError } from '../protocol/index.js';
@@ -172,19 +172,28 @@ describe('spool: purge', () => {
     assert.equal((await auditEvents(h.root)).length, lines);
   });
 
-  test('dropped files go by their age; an unreadable file in a bucket is kept', async (t) => {
+  test('dropped files go by the later of mtime and ctime; an unreadable file in a bucket is kept', async (t) => {
     const h = await harness(t);
     const invalid = path.join(h.root, 'rejected', '_invalid');
     mkdirSync(invalid, { recursive: true });
     writeFileSync(path.join(invalid, 'old.json'), 'not json');
     writeFileSync(path.join(invalid, 'new.json'), 'not json');
+    // As a file dropped just now by rename: written long ago (mtime), moved today (ctime).
     utimesSync(path.join(invalid, 'old.json'), OLD / 1000, OLD / 1000);
     const bucket = path.join(h.root, 'archive', 'ab');
     mkdirSync(bucket, { recursive: true });
     writeFileSync(path.join(bucket, 'garbled.json'), '{"relay":');
     utimesSync(path.join(bucket, 'garbled.json'), OLD / 1000, OLD / 1000);
 
-    const result = await h.spool.purge({ beforeMs: CUT });
+    const early = await h.spool.purge({ beforeMs: CUT });
+    assert.equal(early.dropped, 0);
+    assert.equal(early.keptUnreadable, 1);
+    assert.deepEqual(readdirSync(invalid).sort(), ['new.json', 'old.json']);
+
+    // A cut after old.json's ctime takes it; new.json is dated after that cut.
+    const cut = Date.now() + 1000;
+    utimesSync(path.join(invalid, 'new.json'), (cut + DAY) / 1000, (cut + DAY) / 1000);
+    const result = await h.spool.purge({ beforeMs: cut });
     assert.equal(result.dropped, 1);
     assert.equal(result.keptUnreadable, 1);
     assert.deepEqual(readdirSync(invalid), ['new.json']);
@@ -265,7 +274,7 @@ describe('retention: the hub and the CLI', () => {
     assert.equal((await verifyAudit(path.join(root, 'events'))).ok, true);
   });
 
-  test('`handoff spool purge` on the spool of a running hub is refused and deletes nothing', async (t) => {
+  test('`handoff spool purge` on the spool of a running hub is refused and deletes nothing; a dry run may look', async (t) => {
     const dir = await tmpDir(t, 'handoff-hub-');
     const root = path.join(dir, 'spool');
     const { old } = await oldAndRecent(root);
@@ -274,5 +283,29 @@ describe('retention: the hub and the CLI', () => {
     assert.equal(r.code, 34, r.stderr);
     assert.match(r.stderr, /owned by a running hub/);
     assert.equal(placesOf(root, old).length, 1);
+
+    const dry = await runCli(['spool', 'purge', '--spool', root, '--retention-days', '30', '--dry-run']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /^would delete 1 archived, 0 rejected, 0 dropped/m);
+    assert.equal(placesOf(root, old).length, 1);
+  });
+
+  test('`handoff spool purge --dry-run` changes nothing, not even what recovery would', async (t) => {
+    const root = path.join(await tmpDir(t), 'spool');
+    await oldAndRecent(root);
+    // A stale tmp file, which any open's recovery deletes.
+    const stale = path.join(root, 'tmp', '12345.1.1');
+    writeFileSync(stale, 'half a payload');
+    utimesSync(stale, OLD / 1000, OLD / 1000);
+    const before = listTree(root);
+    const dry = await runCli(['spool', 'purge', '--spool', root, '--retention-days', '30', '--dry-run', '--json']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.equal(JSON.parse(dry.stdout).archived, 1);
+    assert.deepEqual(listTree(root), before);
+
+    const missing = await runCli(['spool', 'purge', '--spool', path.join(root, 'nope'), '--retention-days', '30', '--dry-run']);
+    assert.equal(missing.code, 3, missing.stderr);
+    assert.match(missing.stderr, /no spool directory at/);
+    assert.equal(existsSync(path.join(root, 'nope')), false);
   });
 });

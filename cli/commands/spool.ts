@@ -49,18 +49,27 @@ export function register(program: Command): void {
     .description('delete finished handoffs (archive/, rejected/) older than the retention; each deletion goes to the audit log')
     .requiredOption('--spool <dir>', 'spool directory (of local mode, or of a hub that is stopped: a running hub purges itself)')
     .option('--retention-days <n>', 'keep this many days (default hub_server.retention_days of the config file)')
-    .option('--dry-run', 'count what would be deleted; delete nothing')
+    .option('--dry-run', 'count what would be deleted; change nothing (no recovery either; works beside a running hub)')
     .option('--config <file>', 'config file (default ./handoff.config.json, then ~/.config/handoff/config.json)')
     .option('--json', 'print one JSON document')
     .addHelpText('after', '\nExample:\n  handoff spool purge --spool /var/lib/handoff --retention-days 30 --dry-run')
     .action(async (flags: { spool: string; retentionDays?: string; dryRun?: boolean; config?: string; json?: boolean }) => {
       const path = await import('node:path');
-      const { openSpool } = await import('../../spool/index.js');
+      const { stat } = await import('node:fs/promises');
+      const { openSpool, Spool } = await import('../../spool/index.js');
       const { required, resolveConfig, retentionMsOf } = await import('../config.js');
       const cfg = resolveConfig({ flags: { retentionDays: flags.retentionDays }, env: process.env, cwd: process.cwd(), configFile: flags.config });
       required(cfg, 'retentionDays');
       const retentionMs = retentionMsOf(cfg.config) as number;
-      const opened = await openSpool({ root: path.resolve(flags.spool) });
+      const root = path.resolve(flags.spool);
+      // A dry run only reads: no recovery (which deletes and moves files), no owner record, no
+      // directories created, so it may also look at the spool of a running hub.
+      let opened: InstanceType<typeof Spool>;
+      if (flags.dryRun) {
+        const isDir = await stat(root).then((st) => st.isDirectory(), () => false);
+        if (!isDir) throw new HandoffError('CONFIG', `no spool directory at ${root}`);
+        opened = new Spool({ root });
+      } else opened = await openSpool({ root });
       try {
         const result = await opened.purge({ beforeMs: Date.now() - retentionMs, dryRun: Boolean(flags.dryRun) });
         emit(flags, { ...result, dryRun: Boolean(flags.dryRun) }, (r) =>
