@@ -13,6 +13,19 @@ import type { CallStatusEvent } from './call-webhook.js';
 import { sleep } from './listener.js';
 
 const REMEMBER_FINALS = 1000;
+/**
+ * Facts about calls still live (answered by whom, answered when). A call whose final callback
+ * never comes, and that nobody waits for any more, would keep its entries for ever: the oldest go
+ * first past this many. A listener has a handful of calls in flight, so only such leftovers go.
+ */
+const REMEMBER_LIVE = 1000;
+
+/** Sets `key` as the newest entry of `map`, dropping the oldest beyond `cap`. */
+function remember<V>(map: Map<string, V>, key: string, value: V, cap: number): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > cap) map.delete(map.keys().next().value as string);
+}
 
 export interface CallEventHubOptions {
   /** Stamps `answeredAtMs`; must be the listener's clock, which measures from the dial. Default Date.now. */
@@ -33,7 +46,7 @@ export class CallEventHub {
 
   /** Feeds one validated status callback. */
   push(event: CallStatusEvent): void {
-    if (event.answeredBy) this.answeredBy.set(event.callSid, event.answeredBy);
+    if (event.answeredBy) remember(this.answeredBy, event.callSid, event.answeredBy, REMEMBER_LIVE);
     if (event.callStatus === 'in-progress') this.noteAnswered(event.callSid);
     if (!isFinalCallStatus(event.callStatus)) return;
     const info: CallInfo = {
@@ -48,17 +61,16 @@ export class CallEventHub {
   private noteAnswered(sid: string): void {
     // A late in-progress callback of a call that already ended is not an answer we waited for.
     if (this.finals.has(sid) || this.answeredAt.has(sid)) return;
-    this.answeredAt.set(sid, this.clock());
+    remember(this.answeredAt, sid, this.clock(), REMEMBER_LIVE);
   }
 
   private settle(final: CallInfo): void {
     if (this.finals.has(final.sid)) return;
     const answeredAtMs = final.answeredAtMs ?? this.answeredAt.get(final.sid);
     const info = answeredAtMs === undefined ? final : { ...final, answeredAtMs };
-    this.finals.set(info.sid, info);
+    remember(this.finals, info.sid, info, REMEMBER_FINALS);
     this.answeredBy.delete(info.sid);
     this.answeredAt.delete(info.sid);
-    if (this.finals.size > REMEMBER_FINALS) this.finals.delete(this.finals.keys().next().value as string);
     for (const resolve of this.waiters.get(info.sid) ?? []) resolve(info);
     this.waiters.delete(info.sid);
   }

@@ -130,6 +130,20 @@ test('the CallEventHub stamps the first in-progress callback and keeps it in the
   assert.equal('answeredAtMs' in (await events.wait(unanswered, async () => assert.fail('no poll'), 60_000, never)), false);
 });
 
+test('the CallEventHub forgets the oldest live calls past a thousand (a final callback that never came)', async () => {
+  const events = new CallEventHub({ clock: () => 7 });
+  const sidOf = (k: number) => `CA${String(k).padStart(32, '0')}`;
+  for (let k = 0; k <= 1000; k++) events.push({ handoffId: `h${k}`, callSid: sidOf(k), callStatus: 'in-progress', answeredBy: 'human' });
+  const never = new AbortController().signal;
+  const settle = async (k: number) => {
+    events.push({ handoffId: `h${k}`, callSid: sidOf(k), callStatus: 'completed' });
+    return events.wait(sidOf(k), async () => assert.fail('no poll'), 60_000, never);
+  };
+  assert.deepEqual(await settle(0), { sid: sidOf(0), status: 'completed', answeredBy: undefined, durationSec: undefined }, 'the oldest was forgotten');
+  assert.deepEqual(await settle(1), { sid: sidOf(1), status: 'completed', answeredBy: 'human', durationSec: undefined, answeredAtMs: 7 });
+  assert.equal((await settle(1000)).answeredAtMs, 7);
+});
+
 test('the CallEventHub’s safety poll stamps the answer too when no callback comes', async () => {
   let now = 0;
   const events = new CallEventHub({ clock: () => (now += 100) });
