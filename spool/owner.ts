@@ -5,8 +5,9 @@
  * and the tail of its audit chain live in memory. Another writer — a second hub, a local-mode
  * listener, `handoff spool purge`, or just the recovery every open runs — would break that without
  * a sound: the audit chain forks, a put is never offered, a purge races a complete. So the owner
- * records itself at open and removes the record at close, and any other open of the spool (by
- * another process) is refused while the recorded owner is alive.
+ * records itself at open and removes the record at close, and any other open of the spool is
+ * refused while the recorded owner is alive: by another process, or by the owner itself (a
+ * second instance in one process would keep a second copy of that state just the same).
  *
  * Alive means: the record was written on this host, in this boot and in this pid namespace, its
  * pid exists, and its process started at the recorded time (from /proc), so a pid reused after a
@@ -27,8 +28,8 @@ import { errnoCode } from './durable.js';
 
 export const OWNER_FILE = '.owner';
 
-/** Exclusive spools of this process open per root: the record goes when the last one closes. */
-const HELD = new Map<string, number>();
+/** Roots this process holds exclusively (one spool instance each). */
+const HELD = new Set<string>();
 
 interface OwnerRecord {
   pid: number;
@@ -103,19 +104,27 @@ function isSelf(owner: OwnerRecord, me: OwnerRecord): boolean {
  */
 export async function checkOwner(root: string, options: { take: boolean }): Promise<void> {
   const file = path.join(root, OWNER_FILE);
-  const me = await self();
-  for (let attempt = 0; ; attempt++) {
-    const owner = await readRecord(file);
-    if (owner !== undefined && !isSelf(owner, me) && (await isAlive(owner, me))) {
-      throw new HandoffError('UNAVAILABLE', `spool ${root} is owned by a running hub (pid ${owner.pid}); use the hub's API, or stop it first`);
+  if (HELD.has(root)) throw new HandoffError('UNAVAILABLE', `spool ${root} is already open exclusively in this process; use that instance`);
+  // Taken before the first await, so that two opens of this process started together cannot both
+  // pass the check above.
+  if (options.take) HELD.add(root);
+  try {
+    const me = await self();
+    for (let attempt = 0; ; attempt++) {
+      const owner = await readRecord(file);
+      if (owner !== undefined && !isSelf(owner, me) && (await isAlive(owner, me))) {
+        throw new HandoffError('UNAVAILABLE', `spool ${root} is owned by a running hub (pid ${owner.pid}); use the hub's API, or stop it first`);
+      }
+      if (!options.take) return;
+      if (owner !== undefined && isSelf(owner, me)) return;
+      if (owner !== undefined || attempt > 0) await moveAside(file, owner);
+      if (await create(file, me)) return;
+      if (attempt >= 3) throw new HandoffError('UNAVAILABLE', `spool ${root}: another process keeps taking its owner record (${file})`);
     }
-    if (!options.take) return;
-    if (owner !== undefined && isSelf(owner, me)) break;
-    if (owner !== undefined || attempt > 0) await moveAside(file, owner);
-    if (await create(file, me)) break;
-    if (attempt >= 3) throw new HandoffError('UNAVAILABLE', `spool ${root}: another process keeps taking its owner record (${file})`);
+  } catch (err) {
+    if (options.take) HELD.delete(root);
+    throw err;
   }
-  HELD.set(root, (HELD.get(root) ?? 0) + 1);
 }
 
 /**
@@ -145,16 +154,8 @@ async function create(file: string, record: OwnerRecord): Promise<boolean> {
   }
 }
 
-/**
- * An exclusive spool of `root` closes: the last of this process removes the record if it is this
- * process's. Never throws.
- */
+/** The exclusive spool of `root` closes: removes the record if it is this process's. Never throws. */
 export async function releaseOwner(root: string): Promise<void> {
-  const left = (HELD.get(root) ?? 1) - 1;
-  if (left > 0) {
-    HELD.set(root, left);
-    return;
-  }
   HELD.delete(root);
   const file = path.join(root, OWNER_FILE);
   try {

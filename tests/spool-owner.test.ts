@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { HandoffError } from '../protocol/index.js';
-import { openSpool } from '../spool/index.js';
+import { openSpool, type Spool } from '../spool/index.js';
 import { readyChild } from './helpers/ready-child.js';
 import { tmpDir } from './helpers/tmp.js';
 
@@ -101,13 +101,19 @@ describe('spool: the owner of an exclusive spool', () => {
     }
   });
 
-  test('two exclusive spools of one process: the record stays until the last one closes', async (t) => {
+  test('a second open in the owning process is refused too, also two started together; after close it opens', async (t) => {
     const root = path.join(await tmpDir(t), 'spool');
-    const a = await openSpool({ root, exclusive: true });
-    const b = await openSpool({ root, exclusive: true });
+    const refused = (err: unknown) => err instanceof HandoffError && err.code === 'UNAVAILABLE' && /already open exclusively in this process/.test(err.message);
+    const both = await Promise.allSettled([openSpool({ root, exclusive: true }), openSpool({ root, exclusive: true })]);
+    const opened = both.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    assert.equal(opened.length, 1);
+    assert.ok(both.some((r) => r.status === 'rejected' && refused(r.reason)));
+    const [a] = opened as [Spool];
+    await assert.rejects(openSpool({ root }), refused);
+    assert.equal(existsSync(path.join(root, '.owner')), true, 'a refused open leaves the owner its record');
     await a.close();
-    assert.equal(existsSync(path.join(root, '.owner')), true);
-    await b.close();
     assert.equal(existsSync(path.join(root, '.owner')), false);
+    const b = await openSpool({ root, exclusive: true });
+    await b.close();
   });
 });
