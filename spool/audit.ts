@@ -25,7 +25,7 @@
  */
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
-import { isoMillis } from '../protocol/index.js';
+import { HandoffError, isoMillis } from '../protocol/index.js';
 import { errnoCode, ioError } from './durable.js';
 import { createRealFsOps, type FsFd, type FsOps } from './fs-ops.js';
 import { acquireLock } from './lock.js';
@@ -369,10 +369,19 @@ export interface AuditVerifyResult {
   ok: boolean;
   /** Number of lines read. */
   lines: number;
-  /** SHA-256 of the last line: keep it elsewhere to detect a removed or edited last line later. */
+  /**
+   * SHA-256 of the last line. The chain alone cannot show that lines were cut off its end; keep
+   * this elsewhere and pass it back as `anchor` to a later verify, which then fails if that line
+   * (or anything before it) is gone.
+   */
   lastHash: string;
   firstBad?: AuditProblem;
+  /** With `anchor`: the seq of the line whose hash it is (undefined: not in the log). */
+  anchorSeq?: number;
 }
+
+/** A line's hash as `verifyAudit` reports it: 64 lowercase hex digits. */
+export const AUDIT_HASH_RE = /^[0-9a-f]{64}$/;
 
 interface LogLine {
   file: string;
@@ -407,9 +416,16 @@ function parseLogLine(file: string, line: number, text: string): LogLine {
 
 /**
  * Checks the hash chain of an `events/` directory and names the first edited, deleted or
- * reordered line. @throws HandoffError IO when the directory cannot be read.
+ * reordered line. With `anchor` (a `lastHash` of an earlier verify, kept elsewhere), the log must
+ * still hold that line, else lines were cut off after it was taken (reported as the problem
+ * after the last line). @throws HandoffError CONFIG for a malformed anchor, IO when the directory
+ * cannot be read.
  */
-export async function verifyAudit(eventsDir: string, options: { fs?: FsOps } = {}): Promise<AuditVerifyResult> {
+export async function verifyAudit(eventsDir: string, options: { fs?: FsOps; anchor?: string } = {}): Promise<AuditVerifyResult> {
+  const { anchor } = options;
+  if (anchor !== undefined && !AUDIT_HASH_RE.test(anchor)) {
+    throw new HandoffError('CONFIG', 'an audit anchor is the 64 lowercase hex digits of a line hash, as verify prints it');
+  }
   const fsOps = options.fs ?? createRealFsOps();
   let names: string[];
   try {
@@ -460,5 +476,13 @@ export async function verifyAudit(eventsDir: string, options: { fs?: FsOps } = {
       return bad(before, 'edited: its hash does not match the prev recorded by the next line');
     }
   }
-  return result();
+  if (anchor === undefined || anchor === GENESIS_HASH) return result();
+  const at = lines.find((l) => l.hash === anchor);
+  if (at?.parsed) return { ...result(), anchorSeq: at.parsed.seq };
+  const last = lines[lines.length - 1];
+  return result({
+    file: last?.file ?? '',
+    line: (last?.line ?? 0) + 1,
+    problem: `the anchor line ${anchor.slice(0, 12)}… is not in the log: lines were cut off its end (or the log was replaced) after the anchor was taken`,
+  });
 }

@@ -3,8 +3,10 @@ import { createHash } from 'node:crypto';
 import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { HandoffError } from '../protocol/index.js';
 import { GENESIS_HASH, openSpool, verifyAudit, type Spool, type SpoolOptions } from '../spool/index.js';
 import { makePayload, TestFs } from './helpers/spool-fixtures.js';
+import { runCli } from './helpers/cli.js';
 import { tmpDir } from './helpers/tmp.js';
 
 const T0 = Date.UTC(2026, 10, 22, 10, 0, 0);
@@ -35,6 +37,11 @@ async function fiveLines(spool: Spool): Promise<void> {
   const c = await spool.claim('audit-1', 'alice');
   await spool.complete('audit-1', c.token, { outcome: 'connected' });
   await spool.put(makePayload({ id: 'audit-2', nowMs: T0 }).text);
+}
+
+/** The hash of line `index` (0-based) of `file`, as verify computes it. */
+function linesHash(file: string, index: number): string {
+  return createHash('sha256').update(linesOf(file)[index] as string, 'utf8').digest('hex');
 }
 
 function rewrite(file: string, edit: (lines: string[]) => string[]): void {
@@ -127,6 +134,38 @@ test('verify names two swapped lines', async (t) => {
   assert.equal(result.ok, false);
   assert.equal(result.firstBad?.line, 2);
   assert.match(result.firstBad?.problem ?? '', /out of order/);
+});
+
+test('an anchor kept from an earlier verify shows lines cut off the end, which the chain alone cannot', async (t) => {
+  const { spool, events } = await spoolAt(t);
+  await fiveLines(spool);
+  const anchor = (await verifyAudit(events)).lastHash;
+  await spool.auditRead('audit-2', 'alice');
+  const grown = await verifyAudit(events, { anchor });
+  assert.equal(grown.ok, true);
+  assert.equal(grown.anchorSeq, 5);
+  assert.equal(grown.lines, 6);
+
+  // The last three lines cut off: still a valid chain, but the anchor's line is gone.
+  const file = path.join(events, logFiles(events)[0] as string);
+  rewrite(file, (lines) => lines.slice(0, 3));
+  assert.equal((await verifyAudit(events)).ok, true);
+  const cut = await verifyAudit(events, { anchor });
+  assert.equal(cut.ok, false);
+  assert.equal(cut.anchorSeq, undefined);
+  assert.deepEqual({ file: cut.firstBad?.file, line: cut.firstBad?.line }, { file: path.basename(file), line: 4 });
+  assert.match(cut.firstBad?.problem ?? '', /anchor line [0-9a-f]{12}… is not in the log/);
+
+  await assert.rejects(verifyAudit(events, { anchor: anchor.toUpperCase() }), (err: unknown) => err instanceof HandoffError && err.code === 'CONFIG');
+
+  const cli = (...extra: string[]) => runCli(['audit', 'verify', '--spool', path.dirname(events), ...extra]);
+  const refused = await cli('--anchor', anchor);
+  assert.equal(refused.code, 28, refused.stderr);
+  assert.match(refused.stdout, /^BROKEN at .* line 4: the anchor line/m);
+  const malformed = await cli('--anchor', 'abc');
+  assert.equal(malformed.code, 3, malformed.stderr);
+  const early = JSON.parse((await cli('--anchor', linesHash(file, 1), '--json')).stdout);
+  assert.deepEqual({ ok: early.ok, anchorSeq: early.anchorSeq }, { ok: true, anchorSeq: 2 });
 });
 
 test("a new day's file continues the chain from the last line of the previous day", async (t) => {

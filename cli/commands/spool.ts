@@ -10,15 +10,16 @@ export function register(program: Command): void {
     .command('verify')
     .description('check the audit log; names the first edited, deleted or reordered line')
     .requiredOption('--spool <dir>', 'spool directory')
+    .option('--anchor <hash>', 'the last line hash of an earlier verify, kept elsewhere: fail if lines were cut off since')
     .option('--json', 'print one JSON document')
-    .addHelpText('after', '\nExample:\n  handoff audit verify --spool /var/lib/handoff')
-    .action(async (flags: { spool: string; json?: boolean }) => {
+    .addHelpText('after', '\nExamples:\n  handoff audit verify --spool /var/lib/handoff\n  handoff audit verify --spool /var/lib/handoff --anchor "$(cat /mnt/elsewhere/audit-anchor)"')
+    .action(async (flags: { spool: string; anchor?: string; json?: boolean }) => {
       const path = await import('node:path');
       const { verifyAudit } = await import('../../spool/index.js');
-      const r = await verifyAudit(path.join(path.resolve(flags.spool), 'events'));
+      const r = await verifyAudit(path.join(path.resolve(flags.spool), 'events'), { anchor: flags.anchor });
       emit(flags, r, (x) =>
         x.ok
-          ? `ok: ${x.lines} lines, chain intact (last line hash ${x.lastHash})`
+          ? `ok: ${x.lines} lines, chain intact${x.anchorSeq !== undefined ? `, anchor found (seq ${x.anchorSeq})` : ''} (last line hash ${x.lastHash})`
           : `BROKEN at ${x.firstBad?.file} line ${x.firstBad?.line}: ${x.firstBad?.problem}`,
       );
       if (!r.ok) throw new AlreadyReported(new HandoffError('TAMPERED', `audit log broken at ${r.firstBad?.file}:${r.firstBad?.line}`));
