@@ -397,8 +397,8 @@ async function interruptedAfterBootstrap(s: Awaited<ReturnType<typeof setup>>, p
   await state.save({ handoff_id: id, from_agent: 'bob', payload_text: p.text, claim_token: token, lease_until: longAgo, accepted_at: longAgo, phase: 'bootstrapped', updated_at: longAgo });
 }
 
-test('a delivery resumed after its claim was lost (lease expired while the listener was down) does not dial', async (t) => {
-  const s = await setup(t);
+/** Resumes `interruptedAfterBootstrap` with a listener whose renew is fenced; returns once it skipped. */
+async function resumeWithClaimLost(s: Awaited<ReturnType<typeof setup>>): Promise<ReturnType<typeof payload>> {
   const p = payload();
   await interruptedAfterBootstrap(s, p);
   s.source.renew = async () => {
@@ -408,6 +408,12 @@ test('a delivery resumed after its claim was lost (lease expired while the liste
   listener.start();
   await until(() => s.events.some((e) => e.event === 'skipped'));
   await listener.stop();
+  return p;
+}
+
+test('a delivery resumed after its claim was lost (lease expired while the listener was down) does not dial', async (t) => {
+  const s = await setup(t);
+  const p = await resumeWithClaimLost(s);
   assert.equal(s.dialer.dials.length, 0, 'nobody is tracking this handoff any more: no call');
   const journal = JSON.parse(await readFile(path.join(s.stateDir, 'handoffs', `${p.payload.handoff_id}.json`), 'utf8')) as { phase: string; outcome: string };
   assert.deepEqual([journal.phase, journal.outcome], ['done', 'claim_lost:FENCED']);
@@ -600,15 +606,7 @@ test('a failed delivery attempt is counted as an error by code, and the delivery
 test('a handoff someone else claimed and a resumed one whose claim was lost are counted as skipped, by why', async (t) => {
   const metrics = createListenerMetrics();
   const s = await setup(t, { metrics });
-  const lost = payload();
-  await interruptedAfterBootstrap(s, lost);
-  s.source.renew = async () => {
-    throw new HandoffError('FENCED', 'the claim lease expired');
-  };
-  const listener = await s.make();
-  listener.start();
-  await until(() => s.events.some((e) => e.event === 'skipped'));
-  await listener.stop();
+  await resumeWithClaimLost(s);
   const taken = payload({ callerId: '+15557654321' });
   await (await s.make()).handle({ id: taken.payload.handoff_id, text: taken.text }); // never offered: NOT_FOUND at accept
   const m = await measured(metrics);
