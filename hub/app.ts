@@ -290,11 +290,14 @@ export function createHubApp(options: HubAppOptions): HubApp {
     if (!auth.isAgent(payload.to_agent)) throw new HandoffError('ADDRESSING', 'to_agent is not an agent registered at this hub');
 
     // A repeat of a stored id is answered by the put below (same bytes: its current state), so
-    // the spool is asked whether the id exists only when the answer would be a refusal.
+    // the spool is asked whether the id exists only when the answer would be a refusal. An id
+    // that another initiator stored counts as absent here: these refusals store nothing and can
+    // be asked for at will, so they must not tell an agent which ids others use.
     const target = payload.to_agent;
-    if (isExpired(payload, clock()) && (await spool.get(id)) === undefined) throw new HandoffError('EXPIRED', 'the handoff is past its expires_at');
+    const repeatsOwn = async () => (await spool.get(id))?.payload.from_agent === agent;
+    if (isExpired(payload, clock()) && !(await repeatsOwn())) throw new HandoffError('EXPIRED', 'the handoff is past its expires_at');
     const pending = (await spool.listPending(target)).length + (reservations.get(target) ?? 0);
-    if (pending >= limits.maxPendingPerTarget && (await spool.get(id)) === undefined) {
+    if (pending >= limits.maxPendingPerTarget && !(await repeatsOwn())) {
       throw new HandoffError('QUEUE_FULL', `${target} already has ${pending} pending handoffs`);
     }
     reservations.set(target, (reservations.get(target) ?? 0) + 1);

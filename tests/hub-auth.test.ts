@@ -60,6 +60,14 @@ test('a known agent acting outside its role → 403 FORBIDDEN on every endpoint;
   ];
   assert.deepEqual(await byOther(p.id), await byOther(unknownId), 'the same answers for an existing and an unknown id');
   assert.deepEqual(await byOther(p.id), [404, 404, 404, 404, 404, 404]);
+  // Nor from a start that is refused anyway, which stores nothing and could be repeated at will:
+  // an expired payload of its own under a taken id is as expired as under a free one.
+  const probe = async (id: string) => {
+    const r = await postJson(api(url, '/handoffs/start'), 'gordon', makePayload({ id, from: 'gordon', to: 'alice', nowMs: Date.now() - 120_000 }).text);
+    return [r.status, r.body.error?.code];
+  };
+  assert.deepEqual(await probe(p.id), await probe(unknownId));
+  assert.deepEqual(await probe(p.id), [410, 'EXPIRED']);
 
   const claim = await postJson(api(url, `/handoffs/${p.id}/accept`), 'alice', '');
   const completeByInitiator = await postJson(
@@ -128,6 +136,10 @@ test('more pending handoffs for one target than the cap → 429 QUEUE_FULL', asy
   const repeat = await postJson(api(url, '/handoffs/start'), 'bob', payloads[0]?.text ?? '');
   assert.equal(repeat.status, 200, 'an idempotent repeat is not refused by the cap');
   assert.equal((await postJson(api(url, '/handoffs/start'), 'bob', makePayload({ to: 'gordon' }).text)).status, 201, 'the cap is per target');
+  // Another initiator's payload under a taken id is refused by the cap like any new one (not
+  // CONFLICT, which would tell it the id is in use).
+  const squat = await postJson(api(url, '/handoffs/start'), 'gordon', makePayload({ id: payloads[0]?.id, from: 'gordon', to: 'alice' }).text);
+  assert.deepEqual([squat.status, squat.body.error.code], [429, 'QUEUE_FULL']);
 });
 
 test('tokens never appear in the logs', async (t) => {
