@@ -21,6 +21,8 @@ export type Source = 'flag' | 'env' | 'file' | 'default';
 interface Setting {
   /** commander's camelCase option key. */
   flag?: string;
+  /** The option as a user types it, when it is not `--<kebab of flag>`. */
+  flagName?: string;
   env?: string;
   /** Dotted path in the config file. */
   file: string;
@@ -56,7 +58,7 @@ export const SETTINGS = {
   webhookListen: { env: 'HANDOFF_WEBHOOK_LISTEN', file: 'webhook.listen', kind: 'string' },
   webhookPublicUrl: { env: 'HANDOFF_WEBHOOK_PUBLIC_URL', file: 'webhook.public_url', kind: 'string' },
   metricsListen: { flag: 'metricsListen', env: 'HANDOFF_METRICS_LISTEN', file: 'metrics.listen', kind: 'string' },
-  pollWaitSec: { flag: 'pollWait', env: 'HANDOFF_POLL_WAIT_SEC', file: 'poll_wait_sec', default: 25, kind: 'number' },
+  pollWaitSec: { flag: 'pollWait', flagName: '--wait', env: 'HANDOFF_POLL_WAIT_SEC', file: 'poll_wait_sec', default: 25, kind: 'number' },
   host: { flag: 'host', env: 'HANDOFF_HUB_HOST', file: 'hub_server.host', default: '127.0.0.1', kind: 'string' },
   port: { flag: 'port', env: 'HANDOFF_HUB_PORT', file: 'hub_server.port', default: 8787, kind: 'number' },
   hubConfig: { flag: 'hubConfig', env: 'HANDOFF_HUB_CONFIG', file: 'hub_server.config', kind: 'path' },
@@ -109,7 +111,8 @@ export const ConfigSchema = z.object({
   targetKind: z.enum(['stream', 'twiml-url'], { message: 'must be "stream" or "twiml-url"' }),
   targetUrl: z.string().optional(),
   contacts: z.array(z.string().regex(E164_RE, 'each contact must be an E.164 number'), { message: 'must be a list of E.164 numbers' }),
-  ringTimeoutSec: positive.max(600, 'must be at most 600'),
+  // Twilio takes whole seconds: a fraction would fail every dial, not the start.
+  ringTimeoutSec: z.number().int('must be whole seconds').min(1, 'must be at least 1').max(600, 'must be at most 600'),
   machineDetection: z.boolean(),
   leadIn: z.boolean(),
   fallbackSms: z.boolean(),
@@ -161,6 +164,55 @@ function fromDotted(obj: unknown, dotted: string): unknown {
   return cur;
 }
 
+/** The config file's keys (dotted) and the sections (objects) that hold them. */
+const FILE_KEYS = new Set<string>(Object.values(SETTINGS).map((s: Setting) => s.file));
+const FILE_SECTIONS = new Set([...FILE_KEYS].flatMap((k) => k.split('.').slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join('.'))));
+
+/**
+ * Refuses a key no setting reads, and a section that is not an object: either would be ignored,
+ * and a misspelled `twilio.account_sid` silently turns real calls into a dry run. Keys that start
+ * with `_` or `$` ("_comment", "$schema") are notes for people and editors, and are skipped.
+ */
+function checkFileKeys(doc: Record<string, unknown>, file: string, prefix = ''): void {
+  for (const [key, value] of Object.entries(doc)) {
+    if (key.startsWith('_') || key.startsWith('$')) continue;
+    const dotted = prefix === '' ? key : `${prefix}.${key}`;
+    if (FILE_SECTIONS.has(dotted)) {
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+        const inside = [...FILE_KEYS].filter((k) => k.startsWith(`${dotted}.`)).map((k) => k.slice(dotted.length + 1));
+        throw new HandoffError('CONFIG', `config file ${file} key "${dotted}" must be an object (with ${inside.join(', ')})`);
+      }
+      checkFileKeys(value as Record<string, unknown>, file, dotted);
+    } else if (!FILE_KEYS.has(dotted)) {
+      const near = closestKey(dotted);
+      throw new HandoffError('CONFIG', `config file ${file} has an unknown key "${dotted}"${near ? ` (did you mean "${near}"?)` : ''}`);
+    }
+  }
+}
+
+/** The known key nearest to `dotted` (ignoring case and `_`; a few letters apart at most), if any. */
+function closestKey(dotted: string): string | undefined {
+  const plain = (s: string) => s.toLowerCase().replace(/[_-]/g, '');
+  let best: { key: string; d: number } | undefined;
+  for (const key of [...FILE_KEYS, ...FILE_SECTIONS]) {
+    const d = editDistance(plain(key), plain(dotted));
+    if (d <= Math.max(2, Math.floor(plain(key).length / 6)) && (best === undefined || d < best.d)) best = { key, d };
+  }
+  return best?.key;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min((prev[j] as number) + 1, (cur[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length] as number;
+}
+
 function readConfigFile(file: string, required: boolean): unknown {
   let text: string;
   try {
@@ -169,19 +221,21 @@ function readConfigFile(file: string, required: boolean): unknown {
     if (!required && (cause as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new HandoffError('CONFIG', `cannot read config file ${file}`, { cause });
   }
+  let doc: unknown;
   try {
     // Our parser, not JSON.parse: its messages give the offset, never a piece of the text (the
     // file holds phone numbers).
-    const doc = toJs(parseJson(text));
+    doc = toJs(parseJson(text));
     if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new Error('the file must hold a JSON object');
-    return doc;
   } catch (cause) {
     throw new HandoffError('CONFIG', `config file ${file} is not valid: ${(cause as Error).message}`, { cause });
   }
+  checkFileKeys(doc as Record<string, unknown>, file);
+  return doc;
 }
 
 function coerce(setting: Setting, raw: unknown, source: Source, name: string, home: string): unknown {
-  const where = `${name} (from ${source === 'file' ? `config file key "${setting.file}"` : source === 'env' ? `environment ${setting.env}` : source === 'flag' ? `--${kebab(setting.flag ?? name)}` : 'default'})`;
+  const where = `${name} (from ${source === 'file' ? `config file key "${setting.file}"` : source === 'env' ? `environment ${setting.env}` : source === 'flag' ? flagOf(setting, name) : 'default'})`;
   if (source === 'env' || source === 'flag') {
     if (typeof raw === 'boolean' && setting.kind === 'boolean') return raw;
     const text = String(raw);
@@ -201,8 +255,9 @@ function coerce(setting: Setting, raw: unknown, source: Source, name: string, ho
   return raw;
 }
 
-function kebab(s: string): string {
-  return s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+/** The command-line option that sets `setting`, as a user types it. */
+function flagOf(setting: Setting, name: string): string {
+  return setting.flagName ?? `--${(setting.flag ?? name).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
 /** Finds the config file to read: explicit, `HANDOFF_CONFIG`, `./handoff.config.json`, `~/.config/handoff/config.json`. */
@@ -252,7 +307,7 @@ export function resolveConfig(input: ResolveInput = {}): ResolvedConfig {
     const setting: Setting | undefined = SETTINGS[name];
     const source = sources[name];
     const from =
-      source === 'file' ? `config file ${located.file} key "${setting?.file}"` : source === 'env' ? `environment ${setting?.env}` : source === 'flag' ? `--${kebab(setting?.flag ?? name)}` : 'default';
+      source === 'file' ? `config file ${located.file} key "${setting?.file}"` : source === 'env' ? `environment ${setting?.env}` : source === 'flag' && setting ? flagOf(setting, name) : 'default';
     throw new HandoffError('CONFIG', `${name} (from ${from}): ${issue?.message ?? 'is invalid'}`);
   }
   return { config: parsed.data, sources, ...(located.file && fileDoc !== undefined ? { file: located.file } : {}) };
@@ -278,6 +333,11 @@ export function readSecret(what: string, envValue: string | undefined, file: str
   return text;
 }
 
+/** The listener's state directory: `stateDir`, else `~/.local/state/handoff/<agent>`. */
+export function stateDirOf(config: Config, agent: string, home = os.homedir()): string {
+  return config.stateDir ?? path.join(home, '.local', 'state', 'handoff', agent);
+}
+
 /** The retention of finished handoffs in ms, or undefined: kept forever. */
 export function retentionMsOf(config: Config): number | undefined {
   return config.retentionDays === undefined ? undefined : config.retentionDays * 86_400_000;
@@ -288,7 +348,7 @@ export function required<K extends SettingName>(resolved: ResolvedConfig, name: 
   const value = resolved.config[name];
   if (value === undefined || value === null) {
     const s: Setting = SETTINGS[name];
-    const ways = [s.flag ? `--${kebab(s.flag)}` : undefined, s.env ? `${s.env}=…` : undefined, `"${s.file}" in the config file`].filter(Boolean);
+    const ways = [s.flag ? flagOf(s, name) : undefined, s.env ? `${s.env}=…` : undefined, `"${s.file}" in the config file`].filter(Boolean);
     throw new HandoffError('CONFIG', `${name} is required: set ${ways.join(', or ')}`);
   }
   return value as NonNullable<Config[K]>;

@@ -4,7 +4,7 @@
  * status. Local mode, real child processes, one shared spool.
  */
 import assert from 'node:assert/strict';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { ERROR_CODES, keyFilePath, parseJsonDocument, writeKeyFile } from '../protocol/index.js';
@@ -165,4 +165,25 @@ test('demo --keep --json leaves a spool with one archived handoff whose payload 
   const at = (JSON.parse(await readFile(file, 'utf8')) as { payload: { initiated_at: string } }).payload.initiated_at;
   const verified = await runCli(['verify', file, '--agent', 'alice', '--keys', path.join(String(doc.dir), 'alice', 'keys'), '--at', at, '--json'], { cwd: dir });
   assert.equal(JSON.parse(verified.stdout).valid, true, verified.stdout);
+});
+
+test("complete finds the claim token in the listener's journal under the default state directory", async (t) => {
+  const dir = await tmpDir(t);
+  const { spool, bobKeys } = await bobAndAlice(dir);
+  const env = { HOME: dir, HANDOFF_CLAIM_TOKEN: '', HANDOFF_STATE_DIR: '' };
+  const cli = (...args: string[]) => runCli(args, { cwd: dir, env });
+  const transcript = path.join(dir, 't.json');
+  await writeFile(transcript, JSON.stringify([{ role: 'user', text: 'Can Alice book the standup?' }]));
+  const id = String(json((await cli('start', '--spool', spool, '--agent', 'bob', '--to', 'alice', '--caller', '+15551234567', '--reason', 'scheduling', '--transcript', transcript, '--keys', bobKeys, '--ttl', '300', '--json')).stdout).handoff_id);
+  const accepted = json((await cli('accept', id, '--spool', spool, '--agent', 'alice', '--json')).stdout);
+
+  const without = await cli('complete', id, '--outcome', 'resolved', '--spool', spool, '--agent', 'alice');
+  assert.equal(without.code, ERROR_CODES.FENCED.exit, 'no token anywhere yet');
+  // Where `handoff listen --agent alice` keeps its journal when no state directory is set.
+  const journals = path.join(dir, '.local', 'state', 'handoff', 'alice', 'handoffs');
+  await mkdir(journals, { recursive: true });
+  await writeFile(path.join(journals, `${id}.json`), JSON.stringify({ handoff_id: id, claim_token: accepted.claim_token }));
+  const done = await cli('complete', id, '--outcome', 'resolved', '--spool', spool, '--agent', 'alice', '--json');
+  assert.equal(done.code, 0, done.stderr);
+  assert.deepEqual(json(done.stdout), { handoff_id: id, state: 'archived', outcome: 'resolved' });
 });

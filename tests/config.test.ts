@@ -74,6 +74,33 @@ test('errors name the setting, its source and what is wrong', async (t) => {
   assert.throws(() => resolveConfig({ configFile: path.join(dir, 'bad.json') }), /is not valid/);
 });
 
+test('a config file key that no setting reads, or a section that is not an object, is an error', async (t) => {
+  const dir = await tmpDir(t);
+  const cases: Array<[unknown, RegExp]> = [
+    [{ keysdir: '/k' }, /unknown key "keysdir" \(did you mean "keys_dir"\?\)/],
+    [{ twilio: { acount_sid: `AC${'0'.repeat(32)}` } }, /unknown key "twilio.acount_sid" \(did you mean "twilio.account_sid"\?\)/],
+    [{ hub: 'http://127.0.0.1:8787' }, /key "hub" must be an object \(with url, token_file\)/],
+    [{ call: { ring_timeout: 20 } }, /unknown key "call.ring_timeout" \(did you mean "call.ring_timeout_sec"\?\)/],
+    [{ wholly_unrelated: 1 }, /unknown key "wholly_unrelated"$/],
+  ];
+  for (const [doc, pattern] of cases) {
+    const file = path.join(dir, 'c.json');
+    await writeFile(file, JSON.stringify(doc));
+    assert.throws(() => resolveConfig({ configFile: file, home: dir }), (e: unknown) => e instanceof HandoffError && e.code === 'CONFIG' && pattern.test(e.message), String(pattern));
+  }
+  // Notes for people and editors are allowed, and every documented key is known.
+  const file = path.join(dir, 'ok.json');
+  await writeFile(file, JSON.stringify({ $schema: 'x', _comment: 'alice', agent: 'alice', hub: { url: 'http://127.0.0.1:1', token_file: '/t' }, call: { ring_timeout_sec: 20 }, hub_server: { port: 1 } }));
+  assert.equal(resolveConfig({ configFile: file, home: dir }).config.ringTimeoutSec, 20);
+});
+
+test('the ring timeout is whole seconds (Twilio refuses a fraction at every dial); errors name the flag as typed', async (t) => {
+  const dir = await tmpDir(t);
+  assert.throws(() => resolveConfig({ cwd: dir, home: dir, env: { HANDOFF_RING_TIMEOUT_SEC: '20.5' } }), /ringTimeoutSec \(from environment HANDOFF_RING_TIMEOUT_SEC\): must be whole seconds/);
+  assert.throws(() => resolveConfig({ cwd: dir, home: dir, flags: { pollWait: '40' } }), /pollWaitSec \(from --wait\): must be at most 30/);
+  assert.throws(() => required(resolveConfig({ cwd: dir, home: dir }), 'agent'), /set --agent, or HANDOFF_AGENT=…/);
+});
+
 test('required() says every way to provide a missing setting', () => {
   const r = resolveConfig({ cwd: '/nonexistent', home: '/nonexistent' });
   assert.throws(() => required(r, 'hubUrl'), /hubUrl is required: set --hub, or HANDOFF_HUB_URL=…, or "hub.url" in the config file/);

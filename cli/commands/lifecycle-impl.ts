@@ -15,7 +15,7 @@ import {
   type TranscriptEntry,
 } from '../../protocol/index.js';
 import { openSpool, type HandoffRecord, type HandoffState, type Spool } from '../../spool/index.js';
-import { readSecret, required, resolveConfig, type ResolvedConfig } from '../config.js';
+import { readSecret, required, resolveConfig, stateDirOf, type ResolvedConfig } from '../config.js';
 import { RawJson } from '../output.js';
 
 type Flags = Record<string, unknown> & { config?: string };
@@ -233,10 +233,11 @@ export async function accept(id: string, flags: Flags) {
   });
 }
 
-/** The claim token: HANDOFF_CLAIM_TOKEN, else the listener's journal of this handoff. */
-async function claimToken(id: string, cfg: ResolvedConfig, flags: Flags, needed: boolean): Promise<string | undefined> {
+/** The claim token: HANDOFF_CLAIM_TOKEN, else the journal of this handoff in the listener's state directory. */
+async function claimToken(id: string, cfg: ResolvedConfig, needed: boolean): Promise<string | undefined> {
   if (process.env.HANDOFF_CLAIM_TOKEN) return process.env.HANDOFF_CLAIM_TOKEN;
-  const stateDir = (flags.stateDir as string | undefined) ?? cfg.config.stateDir;
+  const agent = cfg.config.agent;
+  const stateDir = agent === undefined ? cfg.config.stateDir : stateDirOf(cfg.config, agent);
   if (stateDir) {
     try {
       const journal = JSON.parse(await readFile(path.join(stateDir, 'handoffs', `${id}.json`), 'utf8')) as { claim_token?: string };
@@ -254,7 +255,7 @@ export async function complete(id: string, flags: Flags) {
   checkId(id);
   const finalTranscript = flags.transcript === undefined ? undefined : await readTranscript(flags.transcript as string);
   return withTarget(flags, async (target, cfg) => {
-    const token = (await claimToken(id, cfg, flags, true)) as string;
+    const token = (await claimToken(id, cfg, true)) as string;
     const outcome = String(flags.outcome);
     const notes = flags.notes as string | undefined;
     if (target.mode === 'hub') {
@@ -270,7 +271,7 @@ export async function complete(id: string, flags: Flags) {
 export async function reject(id: string, flags: Flags) {
   checkId(id);
   return withTarget(flags, async (target, cfg) => {
-    const token = await claimToken(id, cfg, flags, false);
+    const token = await claimToken(id, cfg, false);
     const reason = String(flags.reason);
     if (target.mode === 'hub') {
       const r = await target.client.reject(id, reason, token === undefined ? {} : { claim_token: token });

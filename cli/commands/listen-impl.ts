@@ -1,12 +1,11 @@
 import type { AddressInfo } from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import pino from 'pino';
 import { abortableSleep, assertDialTarget, CallEventHub, createCallWebhookApp, DryRunDialer, followCallByPolling, HubClient, HubSource, Listener, ListenerState, LocalSource, sleep, statusCallbackUrl, type CallFollower, type DialTarget, type Dialer, type ListenerEvent, type WorkSource } from '../../agent-listener/index.js';
 import { callerHash, HandoffError, loadKeyRing } from '../../protocol/index.js';
 import { openSpool } from '../../spool/index.js';
-import { readSecret, required, resolveConfig, type ResolvedConfig } from '../config.js';
+import { readSecret, required, resolveConfig, stateDirOf, type ResolvedConfig } from '../config.js';
 
 const DRY_RUN_FROM = '+15550100000';
 
@@ -74,7 +73,7 @@ export async function listen(flags: Record<string, unknown>): Promise<void> {
   for (const warning of keys.warnings) logger.warn({ warning }, 'key file');
   if (keys.peers().length === 0) throw new HandoffError('KEY_FILE', `no voice-handoff-<peer>.key files in ${c.keysDir}`);
   const target = targetOf(cfg);
-  const state = await ListenerState.open(c.stateDir ?? path.join(os.homedir(), '.local', 'state', 'handoff', agent));
+  const state = await ListenerState.open(stateDirOf(c, agent));
   const dialer = await makeDialer(cfg);
   const dryRun = dialer instanceof DryRunDialer;
 
