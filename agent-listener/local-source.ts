@@ -71,6 +71,9 @@ export class LocalSource implements WorkSource {
       this.offered.add(entry.id);
       items.push({ id: entry.id, text: record.payloadText });
     }
+    // Every read of a payload is in the audit log, as the hub records its polls; recorded before
+    // the listener sees it, so a read is never missing from the log.
+    for (const item of items) await this.opts.spool.auditRead(item.id, this.opts.agent);
     return items;
   }
 

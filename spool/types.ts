@@ -189,6 +189,8 @@ export interface SpoolApi {
   sweep(nowMs?: number): Promise<SweepResult>;
   /** Deletes finished handoffs (archive/, rejected/) that ended and expired before a moment. */
   purge(options: PurgeOptions): Promise<PurgeResult>;
+  /** Records in the audit log that `by` was given the payload of `id` (DESIGN §7: every read). */
+  auditRead(id: string, by: string): Promise<void>;
   /** Subscribes to durable transitions; returns the unsubscribe function. */
   onTransition(listener: (event: TransitionEvent) => void): () => void;
   close(): Promise<void>;

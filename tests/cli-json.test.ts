@@ -187,3 +187,25 @@ test("complete finds the claim token in the listener's journal under the default
   assert.equal(done.code, 0, done.stderr);
   assert.deepEqual(json(done.stdout), { handoff_id: id, state: 'archived', outcome: 'resolved' });
 });
+
+test('a payload read from a local spool (poll, show --payload) is in the audit log, as through a hub', async (t) => {
+  const dir = await tmpDir(t);
+  const { spool, bobKeys } = await bobAndAlice(dir);
+  const cli = (...args: string[]) => runCli(args, { cwd: dir, env: { HOME: dir } });
+  const transcript = path.join(dir, 't.json');
+  await writeFile(transcript, JSON.stringify([{ role: 'user', text: 'Can Alice book the standup?' }]));
+  const id = String(json((await cli('start', '--spool', spool, '--agent', 'bob', '--to', 'alice', '--caller', '+15551234567', '--reason', 'scheduling', '--transcript', transcript, '--keys', bobKeys, '--ttl', '300', '--json')).stdout).handoff_id);
+  const reads = async () => {
+    const events = path.join(spool, 'events');
+    const text = (await Promise.all((await readdir(events)).filter((n) => n.endsWith('.jsonl')).map((n) => readFile(path.join(events, n), 'utf8')))).join('');
+    return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { event: string; id: string; by?: string }).filter((e) => e.event === 'read' && e.id === id).map((e) => e.by);
+  };
+  assert.equal((await cli('show', id, '--spool', spool)).code, 0);
+  assert.deepEqual(await reads(), [], 'the relay facts alone are no read of the payload');
+  assert.equal((await cli('poll', '--spool', spool, '--agent', 'alice', '--wait', '0')).code, 0);
+  assert.deepEqual(await reads(), ['alice']);
+  assert.equal((await cli('show', id, '--spool', spool, '--payload')).code, 0);
+  assert.deepEqual(await reads(), ['alice', 'operator']);
+  const verified = await cli('audit', 'verify', '--spool', spool);
+  assert.equal(verified.code, 0, verified.stdout);
+});

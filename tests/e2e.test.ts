@@ -156,7 +156,19 @@ test('local mode: the same flow through a shared spool, claimed by rename', asyn
   const record = await bobSpool.get(id);
   assert.equal(record?.relay.reason, 'no_answer');
   assert.equal(record?.payloadText, p.text, 'the signed payload is kept byte for byte');
+  assert.deepEqual(await auditOf(spoolDir, id), ['put', 'read by alice', 'claim by alice', 'reject by alice'], "alice's read is in the audit log, as through a hub");
 });
+
+/** The audit lines of `id` as "<event> by <by>" (a put names nobody: its from_agent says who). */
+async function auditOf(spoolDir: string, id: string): Promise<string[]> {
+  const dir = path.join(spoolDir, 'events');
+  const lines = (await Promise.all((await readdir(dir)).filter((n) => n.endsWith('.jsonl')).sort().map((n) => readFile(path.join(dir, n), 'utf8')))).join('').split('\n');
+  return lines
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { event: string; id: string; by?: string })
+    .filter((e) => e.id === id)
+    .map((e) => (e.by === undefined ? e.event : `${e.event} by ${e.by}`));
+}
 
 test('a tampered payload: no call, no bootstrap file, rejected with SIGNATURE', async (t) => {
   const hub = await startTestHub(t);

@@ -189,7 +189,7 @@ export async function list(flags: Flags) {
 /** One handoff's state and relay facts (and, with `--payload`, the signed payload). */
 export async function show(id: string, flags: Flags): Promise<Record<string, unknown>> {
   checkId(id);
-  return withTarget(flags, async (target) => {
+  return withTarget(flags, async (target, cfg) => {
     if (target.mode === 'hub') {
       const view = await target.client.get(id);
       const { payloadText, ...rest } = view as typeof view & { payloadText?: string };
@@ -198,7 +198,10 @@ export async function show(id: string, flags: Flags): Promise<Record<string, unk
     const record = await target.spool.get(id);
     if (!record) throw new HandoffError('NOT_FOUND', `no handoff ${id} in ${target.spool.root}`);
     const { claim_token_sha256: _hidden, ...facts } = record.relay;
-    return { ...facts, state: record.state, file: record.path, ...(flags.payload ? { payload: new RawJson(record.payloadText) } : {}) };
+    if (!flags.payload) return { ...facts, state: record.state, file: record.path };
+    // A payload read through the spool is in the audit log, by the agent if one is named.
+    await target.spool.auditRead(id, cfg.config.agent ?? 'operator');
+    return { ...facts, state: record.state, file: record.path, payload: new RawJson(record.payloadText) };
   });
 }
 
@@ -212,8 +215,10 @@ export async function poll(flags: Flags): Promise<string[]> {
     for (;;) {
       const entries = await target.spool.listPending(agent);
       if (entries.length > 0 || Date.now() >= deadline) {
-        const records = await Promise.all(entries.map((e) => target.spool.get(e.id)));
-        return records.filter((r): r is HandoffRecord => r?.state === 'pending').map((r) => r.payloadText);
+        const records = (await Promise.all(entries.map((e) => target.spool.get(e.id)))).filter((r): r is HandoffRecord => r?.state === 'pending');
+        // Recorded as the hub records a poll: every read of a payload is in the audit log.
+        await Promise.all(records.map((r) => target.spool.auditRead(r.id, agent)));
+        return records.map((r) => r.payloadText);
       }
       await new Promise((r) => setTimeout(r, 100));
     }
