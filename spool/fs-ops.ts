@@ -207,3 +207,14 @@ export function forgetting(fsOps: FsOps, forget: (path: string) => void): FsOps 
     },
   };
 }
+
+/** `fsOps` that refuses every call changing what is on disk (EROFS), for a read-only spool. */
+export function refusingWrites(fsOps: FsOps): FsOps {
+  const out: FsOps = { ...fsOps };
+  for (const op of MUTATING_FS_CALLS) {
+    (out as unknown as Record<string, (...args: unknown[]) => Promise<never>>)[op] = async () => {
+      throw Object.assign(new Error(`${op} refused: the spool was opened read-only`), { code: 'EROFS' });
+    };
+  }
+  return out;
+}

@@ -117,7 +117,7 @@ import {
 import { AuditLog, type AuditEvent, type AuditEventName } from './audit.js';
 import { DirSyncer, errnoCode, ioError, newTmpOwner, parseTmpName, TmpWriter, unlessMissing, type TmpOwner } from './durable.js';
 import { decodeIncoming, decodeStoredFile, encodeEnvelope, envelopePrefix, type StoredFile } from './envelope.js';
-import { createRealFsOps, forgetting, type FsOps, type FsStat } from './fs-ops.js';
+import { createRealFsOps, forgetting, refusingWrites, type FsOps, type FsStat } from './fs-ops.js';
 import { removeLeftoverLock, tryLock } from './lock.js';
 import { KeyedMutex } from './mutex.js';
 import { checkOwner, releaseOwner } from './owner.js';
@@ -195,6 +195,13 @@ export interface SpoolOptions {
   foreignGraceMs?: number;
   /** Also scan archive/ and rejected/ at open (O(archive size)); see `recover`. */
   fullRecovery?: boolean;
+  /**
+   * Only reads: `openSpool` runs no recovery, records no owner and creates nothing, and every
+   * call that would write is refused, so it may look at a spool that another process runs (a
+   * hub's). Files mid-transition are read as the header says; foreign or invalid names in
+   * handoff/ are skipped rather than adopted or set aside.
+   */
+  readOnly?: boolean;
 }
 
 interface ResolvedOptions {
@@ -207,6 +214,7 @@ interface ResolvedOptions {
   exclusive: boolean;
   recoveryGraceMs: number;
   foreignGraceMs: number;
+  readOnly: boolean;
 }
 
 function resolveOptions(options: SpoolOptions): ResolvedOptions {
@@ -223,16 +231,19 @@ function resolveOptions(options: SpoolOptions): ResolvedOptions {
     return v;
   };
   if (options.clock !== undefined && typeof options.clock !== 'function') throw new HandoffError('CONFIG', 'clock must be a function');
+  if (options.readOnly && options.exclusive) throw new HandoffError('CONFIG', 'a read-only spool cannot be exclusive');
+  const fs = options.fs ?? createRealFsOps();
   return {
     root: path.resolve(options.root),
     clock: options.clock ?? Date.now,
     leaseMs: nonNegative('leaseMs', options.leaseMs, DEFAULT_LEASE_MS, 1),
-    fs: options.fs ?? createRealFsOps(),
+    fs: options.readOnly ? refusingWrites(fs) : fs,
     fileMode: mode('fileMode', options.fileMode, 0o600),
     dirMode: mode('dirMode', options.dirMode, 0o700),
     exclusive: options.exclusive ?? false,
     recoveryGraceMs: nonNegative('recoveryGraceMs', options.recoveryGraceMs, DEFAULT_RECOVERY_GRACE_MS),
     foreignGraceMs: nonNegative('foreignGraceMs', options.foreignGraceMs, DEFAULT_FOREIGN_GRACE_MS),
+    readOnly: options.readOnly ?? false,
   };
 }
 
@@ -386,6 +397,11 @@ export class Spool implements SpoolApi {
     this.#audit = new AuditLog({ fs: this.#fs, dir: this.#paths.events, clock: this.#o.clock, fileMode: this.#o.fileMode, singleWriter: this.#o.exclusive });
   }
 
+  /** True for a spool opened with `readOnly` (see SpoolOptions). */
+  get readOnly(): boolean {
+    return this.#o.readOnly;
+  }
+
   // ---------------------------------------------------------------- paths
 
   #dirOf(state: HandoffState, id: string): string {
@@ -408,7 +424,7 @@ export class Spool implements SpoolApi {
   // ---------------------------------------------------------------- public API
 
   async put(raw: Uint8Array | string): Promise<PutResult> {
-    this.#assertOpen();
+    this.#assertWritable();
     const { payload, payloadText } = decodeIncoming(raw);
     const id = payload.handoff_id;
     assertSafeId(id);
@@ -417,7 +433,7 @@ export class Spool implements SpoolApi {
   }
 
   async claim(id: string, agent: string, options: { token?: string } = {}): Promise<Claim> {
-    this.#assertOpen();
+    this.#assertWritable();
     assertSafeId(id);
     checkText('agent', agent, 64);
     if (options.token !== undefined && !CLAIM_TOKEN_RE.test(options.token)) {
@@ -427,14 +443,14 @@ export class Spool implements SpoolApi {
   }
 
   async renew(id: string, token: string, leaseMs?: number): Promise<HandoffRecord> {
-    this.#assertOpen();
+    this.#assertWritable();
     assertSafeId(id);
     if (leaseMs !== undefined && (!Number.isFinite(leaseMs) || leaseMs <= 0)) throw new HandoffError('BAD_REQUEST', 'leaseMs must be positive');
     return this.#guard('renew', () => this.#idLock.run(id, () => this.#renew(id, token, leaseMs ?? this.#o.leaseMs)));
   }
 
   async complete(id: string, token: string, input: CompleteInput): Promise<HandoffRecord> {
-    this.#assertOpen();
+    this.#assertWritable();
     assertSafeId(id);
     checkText('outcome', input?.outcome, MAX_REASON_CHARS);
     if (input.notes !== undefined) checkText('notes', input.notes, MAX_NOTES_CHARS);
@@ -445,7 +461,7 @@ export class Spool implements SpoolApi {
   }
 
   async reject(id: string, input: RejectInput): Promise<HandoffRecord> {
-    this.#assertOpen();
+    this.#assertWritable();
     assertSafeId(id);
     checkText('reason', input?.reason, MAX_REASON_CHARS);
     checkText('by', input.by, 64);
@@ -509,7 +525,7 @@ export class Spool implements SpoolApi {
   }
 
   async sweep(nowMs?: number): Promise<SweepResult> {
-    this.#assertOpen();
+    this.#assertWritable();
     return this.#guard('sweep', async () => {
       const result: SweepResult = { expired: [], leaseExpired: [] };
       const release = await tryLock(path.join(this.#paths.events, SWEEP_LOCK));
@@ -560,6 +576,7 @@ export class Spool implements SpoolApi {
     const beforeMs = options?.beforeMs;
     if (typeof beforeMs !== 'number' || !Number.isFinite(beforeMs)) throw new HandoffError('CONFIG', 'purge needs beforeMs, a time in ms since the epoch');
     const dryRun = options.dryRun === true;
+    if (!dryRun) this.#assertWritable();
     return this.#guard('purge', async () => {
       const release = dryRun ? undefined : await tryLock(path.join(this.#paths.events, PURGE_LOCK));
       if (!dryRun && !release) throw new HandoffError('UNAVAILABLE', 'another purge of this spool is running');
@@ -654,7 +671,7 @@ export class Spool implements SpoolApi {
    * @throws HandoffError NOT_FOUND, IO
    */
   async auditRead(id: string, by: string): Promise<void> {
-    this.#assertOpen();
+    this.#assertWritable();
     assertSafeId(id);
     return this.#guard('auditRead', async () => {
       const item = this.#pending.get(id);
@@ -683,6 +700,11 @@ export class Spool implements SpoolApi {
 
   #assertOpen(): void {
     if (this.#closing) throw new HandoffError('UNAVAILABLE', 'the spool is closed');
+  }
+
+  #assertWritable(): void {
+    this.#assertOpen();
+    if (this.#o.readOnly) throw new HandoffError('UNAVAILABLE', 'the spool was opened read-only');
   }
 
   async #guard<T>(what: string, fn: () => Promise<T>): Promise<T> {
@@ -1119,6 +1141,7 @@ export class Spool implements SpoolApi {
             retry = true;
             continue;
           }
+          if (this.#o.readOnly) continue;
           await this.#quarantine(name, full, bytes, err);
           counts.invalid++;
           continue;
@@ -1126,6 +1149,7 @@ export class Spool implements SpoolApi {
         const id = stored.payload.handoff_id;
         const cacheOf = (item: PendingItem | null): FileCacheItem => ({ ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, item });
         if (name !== `${id}.json`) {
+          if (this.#o.readOnly) continue;
           const item = await this.#adopt(name, full, stored, st.mtimeMs);
           if (item) {
             files.set(`${id}.json`, cacheOf(item));
@@ -1711,7 +1735,7 @@ export class Spool implements SpoolApi {
    * @throws HandoffError IO
    */
   async recover(options: { full?: boolean } = {}): Promise<RecoveryReport> {
-    this.#assertOpen();
+    this.#assertWritable();
     return this.#guard('recover', async () => {
       const report: RecoveryReport = { tmpRemoved: 0, duplicatesResolved: 0, rolledForward: 0, adopted: 0, invalid: 0, deferred: 0 };
       await this.#ensureLayout();
@@ -1910,6 +1934,12 @@ function idOfName(name: string): string | undefined {
  */
 export async function openSpool(options: SpoolOptions): Promise<Spool> {
   const spool = new Spool(options);
+  if (spool.readOnly) {
+    // Nothing is created for a reader: a root without handoff/ is a wrong path, not an empty spool.
+    const st = await (options.fs ?? createRealFsOps()).stat(path.join(spool.root, HANDOFF_STATES.pending)).catch(() => undefined);
+    if (!st?.isDirectory) throw new HandoffError('CONFIG', `no spool directory at ${spool.root} (it has no ${HANDOFF_STATES.pending}/)`);
+    return spool;
+  }
   try {
     await spool.recover({ full: options.fullRecovery });
   } catch (err) {

@@ -8,6 +8,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { ERROR_CODES, keyFilePath, parseJsonDocument, writeKeyFile } from '../protocol/index.js';
+import { openSpool } from '../spool/index.js';
 import { runCli } from './helpers/cli.js';
 import { tmpDir } from './helpers/tmp.js';
 
@@ -90,8 +91,11 @@ test('--json on the lifecycle, maintenance and key commands prints one document 
 
 test('errors with --json are one JSON document on stderr, with the exit status of the code', async (t) => {
   const dir = await tmpDir(t);
+  await (await openSpool({ root: path.join(dir, 'spool') })).close();
+  await mkdir(path.join(dir, 'not-a-spool'));
   const cases: Array<[string[], keyof typeof ERROR_CODES]> = [
     [['show', 'no-such-id', '--spool', path.join(dir, 'spool'), '--json'], 'NOT_FOUND'],
+    [['show', 'no-such-id', '--spool', path.join(dir, 'not-a-spool'), '--json'], 'CONFIG'],
     [['show', '../etc', '--spool', path.join(dir, 'spool'), '--json'], 'INVALID_ID'],
     [['start', '--to', 'alice', '--json'], 'USAGE'],
     [['list', '--json'], 'CONFIG'],

@@ -4,13 +4,16 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { HandoffError } from '../protocol/index.js';
 import { openSpool, type Spool } from '../spool/index.js';
+import { runCli } from './helpers/cli.js';
 import { readyChild } from './helpers/ready-child.js';
+import { makePayload } from './helpers/spool-fixtures.js';
+import { listTree } from './helpers/spool-inspect.js';
 import { tmpDir } from './helpers/tmp.js';
 
 /** A child process holding the spool at `root` open, exclusive, as a hub would. */
@@ -115,5 +118,58 @@ describe('spool: the owner of an exclusive spool', () => {
     assert.equal(existsSync(path.join(root, '.owner')), false);
     const b = await openSpool({ root, exclusive: true });
     await b.close();
+  });
+});
+
+describe('spool: read-only', () => {
+  test('reads a running hub\'s spool as it is: no recovery, nothing adopted, moved or written; writes are refused', async (t) => {
+    const root = path.join(await tmpDir(t), 'spool');
+    const p = makePayload({ id: 'ro-pending', nowMs: Date.now() });
+    const setup = await openSpool({ root });
+    await setup.put(p.text);
+    await setup.close();
+    await ownerProcess(t, root);
+    // Dropped in after the hub's start: what a recovery or a scan would change, a dead writer's
+    // tmp file, a foreign name, a broken file.
+    const old = (Date.now() - 86_400_000) / 1000;
+    writeFileSync(path.join(root, 'tmp', '12345.1.1'), 'half');
+    utimesSync(path.join(root, 'tmp', '12345.1.1'), old, old);
+    writeFileSync(path.join(root, 'handoff', 'caller-1.json'), makePayload({ id: 'ro-foreign', nowMs: Date.now() }).text);
+    writeFileSync(path.join(root, 'handoff', 'broken.json'), '{"protocol_version":');
+    for (const name of ['caller-1.json', 'broken.json']) utimesSync(path.join(root, 'handoff', name), old, old);
+    const before = listTree(root);
+
+    const reader = await openSpool({ root, readOnly: true });
+    t.after(() => reader.close());
+    assert.equal((await reader.get('ro-pending'))?.state, 'pending');
+    assert.deepEqual((await reader.listPending()).map((e) => e.id), ['ro-pending'], 'the foreign and the broken file are skipped, not adopted');
+    assert.deepEqual((await reader.list('pending')).map((r) => r.id), ['ro-pending']);
+    await refused(reader.put(makePayload({ id: 'ro-new', nowMs: Date.now() }).text), /read-only/);
+    await refused(reader.claim('ro-pending', 'alice'), /read-only/);
+    await refused(reader.auditRead('ro-pending', 'alice'), /read-only/);
+    await refused(reader.sweep(), /read-only/);
+    await refused(reader.purge({ beforeMs: Date.now() }), /read-only/);
+    assert.deepEqual(listTree(root), before, 'not one file changed');
+
+    await assert.rejects(openSpool({ root: path.join(root, 'nope'), readOnly: true }), (err: unknown) => err instanceof HandoffError && err.code === 'CONFIG');
+    assert.equal(existsSync(path.join(root, 'nope')), false);
+    await assert.rejects(openSpool({ root, readOnly: true, exclusive: true }), (err: unknown) => err instanceof HandoffError && err.code === 'CONFIG');
+  });
+
+  test('`handoff show` and `list` work beside a running hub; `show --payload`, which records a read, is refused', async (t) => {
+    const root = path.join(await tmpDir(t), 'spool');
+    const setup = await openSpool({ root });
+    await setup.put(makePayload({ id: 'ro-cli', nowMs: Date.now() }).text);
+    await setup.close();
+    await ownerProcess(t, root);
+    const show = await runCli(['show', 'ro-cli', '--spool', root, '--json']);
+    assert.equal(show.code, 0, show.stderr);
+    assert.equal(JSON.parse(show.stdout).state, 'pending');
+    const list = await runCli(['list', '--spool', root, '--json']);
+    assert.equal(list.code, 0, list.stderr);
+    assert.deepEqual(JSON.parse(list.stdout).handoffs.map((h: { handoff_id: string }) => h.handoff_id), ['ro-cli']);
+    const payload = await runCli(['show', 'ro-cli', '--spool', root, '--payload']);
+    assert.equal(payload.code, 34, payload.stderr);
+    assert.match(payload.stderr, /owned by a running hub/);
   });
 });

@@ -27,18 +27,19 @@ function configOf(flags: Flags): ResolvedConfig {
 type Target = { mode: 'hub'; client: HubClient } | { mode: 'local'; spool: Spool };
 
 /** Hub mode when a hub URL is configured, else local mode on the configured spool. */
-async function openTarget(cfg: ResolvedConfig): Promise<Target> {
+/** `readOnly`: a local spool is only read (no recovery, no owner check), as beside a running hub. */
+async function openTarget(cfg: ResolvedConfig, readOnly: boolean): Promise<Target> {
   if (cfg.config.hubUrl) {
     const token = readSecret('hub token (HANDOFF_TOKEN or --token-file)', process.env.HANDOFF_TOKEN, cfg.config.tokenFile);
     return { mode: 'hub', client: new HubClient({ url: cfg.config.hubUrl, token }) };
   }
-  if (cfg.config.spool) return { mode: 'local', spool: await openSpool({ root: path.resolve(cfg.config.spool) }) };
+  if (cfg.config.spool) return { mode: 'local', spool: await openSpool({ root: path.resolve(cfg.config.spool), readOnly }) };
   throw new HandoffError('CONFIG', 'say where the handoffs are: --hub URL (hub mode) or --spool DIR (local mode)');
 }
 
-async function withTarget<T>(flags: Flags, fn: (target: Target, cfg: ResolvedConfig) => Promise<T>): Promise<T> {
+async function withTarget<T>(flags: Flags, fn: (target: Target, cfg: ResolvedConfig) => Promise<T>, options: { readOnly?: boolean } = {}): Promise<T> {
   const cfg = configOf(flags);
-  const target = await openTarget(cfg);
+  const target = await openTarget(cfg, options.readOnly ?? false);
   try {
     return await fn(target, cfg);
   } finally {
@@ -183,7 +184,7 @@ export async function list(flags: Flags) {
     const state = (flags.state as HandoffState | undefined) ?? 'pending';
     const records = await target.spool.list(state);
     return records.filter((r) => state !== 'pending' || !flags.agent || r.payload.to_agent === flags.agent).map(summarize);
-  });
+  }, { readOnly: true });
 }
 
 /** One handoff's state and relay facts (and, with `--payload`, the signed payload). */
@@ -202,7 +203,7 @@ export async function show(id: string, flags: Flags): Promise<Record<string, unk
     // A payload read through the spool is in the audit log, by the agent if one is named.
     await target.spool.auditRead(id, cfg.config.agent ?? 'operator');
     return { ...facts, state: record.state, file: record.path, payload: new RawJson(record.payloadText) };
-  });
+  }, { readOnly: !flags.payload });
 }
 
 /** Long-polls the hub (or checks the local spool) for this agent's pending payload texts. */

@@ -56,8 +56,7 @@ export function register(program: Command): void {
     .addHelpText('after', '\nExample:\n  handoff spool purge --spool /var/lib/handoff --retention-days 30 --dry-run')
     .action(async (flags: { spool: string; retentionDays?: string; dryRun?: boolean; config?: string; json?: boolean }) => {
       const path = await import('node:path');
-      const { stat } = await import('node:fs/promises');
-      const { openSpool, Spool } = await import('../../spool/index.js');
+      const { openSpool } = await import('../../spool/index.js');
       const { required, resolveConfig, retentionMsOf } = await import('../config.js');
       const cfg = resolveConfig({ flags: { retentionDays: flags.retentionDays }, env: process.env, cwd: process.cwd(), configFile: flags.config });
       required(cfg, 'retentionDays');
@@ -65,12 +64,7 @@ export function register(program: Command): void {
       const root = path.resolve(flags.spool);
       // A dry run only reads: no recovery (which deletes and moves files), no owner record, no
       // directories created, so it may also look at the spool of a running hub.
-      let opened: InstanceType<typeof Spool>;
-      if (flags.dryRun) {
-        const isDir = await stat(root).then((st) => st.isDirectory(), () => false);
-        if (!isDir) throw new HandoffError('CONFIG', `no spool directory at ${root}`);
-        opened = new Spool({ root });
-      } else opened = await openSpool({ root });
+      const opened = await openSpool({ root, readOnly: Boolean(flags.dryRun) });
       try {
         const result = await opened.purge({ beforeMs: Date.now() - retentionMs, dryRun: Boolean(flags.dryRun) });
         emit(flags, { ...result, dryRun: Boolean(flags.dryRun) }, (r) =>
