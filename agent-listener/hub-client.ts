@@ -103,6 +103,11 @@ interface Reply {
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
 const STATUS_CODES: Record<number, ErrorCode> = { 401: 'UNAUTHORIZED', 403: 'FORBIDDEN', 404: 'NOT_FOUND', 409: 'CONFLICT', 410: 'EXPIRED', 413: 'TOO_LARGE', 429: 'QUEUE_FULL' };
 
+/** `rest` (an absolute path such as `/api/v1/…`) under the hub's URL, keeping any path prefix of it. */
+export function hubEndpoint(hubUrl: URL, rest: string): string {
+  return `${hubUrl.origin}${hubUrl.pathname.replace(/\/+$/, '')}${rest}`;
+}
+
 export class HubClient {
   readonly #base: string;
   readonly #authorization: string;
@@ -126,7 +131,7 @@ export class HubClient {
     const keepAliveMs = options.keepAliveMs ?? 30_000;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new HandoffError('CONFIG', 'timeoutMs must be a positive number');
     if (!Number.isFinite(keepAliveMs) || keepAliveMs <= 0) throw new HandoffError('CONFIG', 'keepAliveMs must be a positive number');
-    this.#base = `${url.origin}${url.pathname.replace(/\/+$/, '')}/api/v1`;
+    this.#base = hubEndpoint(url, '/api/v1');
     this.#authorization = `Bearer ${options.token}`;
     this.#timeoutMs = timeoutMs;
     this.#agent = new Agent({ keepAliveTimeout: keepAliveMs, connect: { timeout: timeoutMs } });

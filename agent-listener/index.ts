@@ -33,7 +33,7 @@ export { DryRunDialer } from './dry-run-dialer.js';
 export { assertDialTarget } from './twiml.js';
 
 /** HTTP client of the hub; errors come back as HandoffError by code (UNAVAILABLE, TIMEOUT, …). */
-export { HubClient } from './hub-client.js';
+export { HubClient, hubEndpoint } from './hub-client.js';
 export type { AcceptResult, HandoffView, HubClientOptions, HubHandoffState, StartResult } from './hub-client.js';
 
 /** Hub mode: long-polls the hub for this agent's handoffs. */

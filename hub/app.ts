@@ -273,6 +273,10 @@ export function createHubApp(options: HubAppOptions): HubApp {
 
   app.use('/api/v1/*', bearerAuth(auth));
 
+  // Whose the bearer token is, and nothing else: a token can be checked (`handoff doctor`)
+  // without reading anyone's payloads, which a poll would do and record.
+  app.get('/api/v1/whoami', (c) => c.json({ agent: c.get('agent') }));
+
   app.post('/api/v1/handoffs/start', async (c) => {
     const agent = c.get('agent');
     requireJsonContentType(c);

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { chmod, writeFile } from 'node:fs/promises';
+import { chmod, readdir, readFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { doctor } from '../cli/commands/doctor-impl.js';
 import { ERROR_CODES, keyFilePath, writeKeyFile } from '../protocol/index.js';
 import { runCli } from './helpers/cli.js';
-import { startTestHub, TEST_TOKENS } from './helpers/hub.js';
+import { makePayload, postJson, startTestHub, TEST_TOKENS } from './helpers/hub.js';
 import { tmpDir } from './helpers/tmp.js';
 
 test('doctor: a good hub set-up passes; a wrong token, an unsafe key file and a bad target say what to fix', async (t) => {
@@ -27,7 +27,20 @@ test('doctor: a good hub set-up passes; a wrong token, an unsafe key file and a 
 
   const wrong = await doctor(flags, { HANDOFF_TOKEN: TEST_TOKENS.bob });
   assert.equal(wrong.checks.find((c) => c.check === 'hub token')?.status, 'fail');
-  assert.match(wrong.checks.find((c) => c.check === 'hub token')?.detail ?? '', /another agent/);
+  assert.match(wrong.checks.find((c) => c.check === 'hub token')?.detail ?? '', /another agent \(bob\)/);
+  const unknown = await doctor(flags, { HANDOFF_TOKEN: 'x'.repeat(43) });
+  assert.match(unknown.checks.find((c) => c.check === 'hub token')?.detail ?? '', /answered 401 \(an unknown token\)/);
+
+  // Checking the token reads nobody's payloads: a handoff waiting for alice is neither handed
+  // over nor recorded as read.
+  const p = makePayload();
+  assert.equal((await postJson(`${hub.url}/api/v1/handoffs/start`, 'bob', p.text)).status, 201);
+  const events = path.join(hub.spoolDir, 'events');
+  const lines = async () => (await Promise.all((await readdir(events)).filter((n) => n.endsWith('.jsonl')).map((n) => readFile(path.join(events, n), 'utf8')))).join('');
+  const before = await lines();
+  assert.match(before, /"event":"put"/);
+  assert.equal((await doctor(flags, env)).checks.find((c) => c.check === 'hub token')?.status, 'ok');
+  assert.equal(await lines(), before, 'no audit line was written');
 
   await chmod(keyFilePath(keys, 'bob'), 0o644);
   const loose = await doctor(flags, env);

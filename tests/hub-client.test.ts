@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { HubClient, splitArray } from '../agent-listener/hub-client.js';
+import { HubClient, hubEndpoint, splitArray } from '../agent-listener/hub-client.js';
 import { HandoffError } from '../protocol/index.js';
 import { makePayload, startTestHub, TEST_TOKENS } from './helpers/hub.js';
 
@@ -111,4 +111,10 @@ test('the client refuses bad options before any request', () => {
 test('splitArray cuts each element out exactly, whitespace and escapes included', () => {
   assert.deepEqual(splitArray('[]'), []);
   assert.deepEqual(splitArray('[{"a":"x,]"},\n{ "b": ["\\"", {}] } ]'), ['{"a":"x,]"}', '\n{ "b": ["\\"", {}] } ']);
+});
+
+test('endpoints keep a path prefix of the hub URL (a hub behind https://host/prefix)', () => {
+  assert.equal(hubEndpoint(new URL('https://relay.example.com/team/hub/'), '/healthz'), 'https://relay.example.com/team/hub/healthz');
+  assert.equal(hubEndpoint(new URL('https://relay.example.com/team/hub'), '/api/v1/whoami'), 'https://relay.example.com/team/hub/api/v1/whoami');
+  assert.equal(hubEndpoint(new URL('http://127.0.0.1:8787'), '/healthz'), 'http://127.0.0.1:8787/healthz');
 });

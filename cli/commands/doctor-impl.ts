@@ -8,7 +8,7 @@ import { access, readdir, stat } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { request } from 'undici';
-import { assertDialTarget } from '../../agent-listener/index.js';
+import { assertDialTarget, hubEndpoint } from '../../agent-listener/index.js';
 import { AGENT_NAME_RE, E164_RE, readKeyFile, toHandoffError } from '../../protocol/index.js';
 import { readSecret, resolveConfig, type ResolvedConfig } from '../config.js';
 
@@ -86,7 +86,7 @@ async function hubChecks(cfg: ResolvedConfig, env: NodeJS.ProcessEnv): Promise<C
   const started = Date.now();
   let health;
   try {
-    health = await request(new URL('/healthz', c.hubUrl), { headersTimeout: 5000, bodyTimeout: 5000 });
+    health = await request(hubEndpoint(new URL(c.hubUrl), '/healthz'), { headersTimeout: 5000, bodyTimeout: 5000 });
     await health.body.text();
   } catch (err) {
     return [{ check: 'hub reachable', status: 'fail', detail: `${c.hubUrl}: ${(err as Error).message}`, fix: 'is the hub running (handoff hub serve) and the URL right?' }];
@@ -112,15 +112,22 @@ async function hubChecks(cfg: ResolvedConfig, env: NodeJS.ProcessEnv): Promise<C
   }
   if (!c.agent) return out;
   try {
-    const res = await request(new URL(`/api/v1/handoffs/poll?agent=${c.agent}&wait=0`, c.hubUrl), { headers: { authorization: `Bearer ${token}` }, headersTimeout: 5000 });
-    await res.body.text();
-    const ok = res.statusCode === 200 || res.statusCode === 204;
+    // whoami, not a poll: a poll would hand over (and audit) the agent's pending payloads.
+    const res = await request(hubEndpoint(new URL(c.hubUrl), '/api/v1/whoami'), { headers: { authorization: `Bearer ${token}` }, headersTimeout: 5000, bodyTimeout: 5000 });
+    const body = await res.body.text();
+    let owner: unknown;
+    try {
+      owner = (JSON.parse(body) as { agent?: unknown }).agent;
+    } catch {
+      owner = undefined;
+    }
+    const renew = `handoff hub add-agent ${c.agent} on the hub and use the new token`;
     out.push(
-      ok
-        ? { check: 'hub token', status: 'ok', detail: `accepted for ${c.agent}` }
-        : res.statusCode === 403
-          ? { check: 'hub token', status: 'fail', detail: `the token belongs to another agent than ${c.agent}`, fix: `use ${c.agent}'s token` }
-          : { check: 'hub token', status: 'fail', detail: `the hub answered ${res.statusCode}`, fix: `handoff hub add-agent ${c.agent} on the hub and use the new token` },
+      res.statusCode !== 200 || typeof owner !== 'string'
+        ? { check: 'hub token', status: 'fail', detail: `the hub answered ${res.statusCode}${res.statusCode === 401 ? ' (an unknown token)' : ''}`, fix: renew }
+        : owner === c.agent
+          ? { check: 'hub token', status: 'ok', detail: `accepted for ${c.agent}` }
+          : { check: 'hub token', status: 'fail', detail: `the token belongs to another agent (${owner}) than ${c.agent}`, fix: `use ${c.agent}'s token` },
     );
   } catch (err) {
     out.push({ check: 'hub token', status: 'fail', detail: (err as Error).message });
