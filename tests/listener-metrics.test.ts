@@ -141,3 +141,36 @@ for (const server of ['metrics', 'status callbacks'] as const) {
     assert.doesNotMatch(cli.stderr, /^\s+at /m, 'no stack trace');
   });
 }
+
+test('handoff listen --log-level warn (log_level, HANDOFF_LOG_LEVEL) leaves out the info lines', { timeout: 60_000 }, async (t) => {
+  const hub = await startTestHub(t);
+  const dir = await tmpDir(t, 'listener-level-');
+  const config = await writeAliceListenerFiles(dir, hub.url, SECRET, { dialer: 'dry-run', contacts: [CALLER], poll_wait_sec: 1 });
+  const probe = createServer();
+  probe.listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((r) => probe.close(r));
+  const child = spawn(process.execPath, ['--import', TSX_LOADER, CLI_ENTRY, 'listen', '--config', config, '--metrics-listen', `127.0.0.1:${port}`, '--log-level', 'warn'], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, HOME: dir, HANDOFF_TOKEN: '', HANDOFF_METRICS_LISTEN: '', HANDOFF_LOG_LEVEL: '' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  // Up once its metrics answer; by then it has logged "listening" and "serving metrics" at info.
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const up = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.ok, () => false);
+    if (up) break;
+    assert.ok(Date.now() < deadline && child.exitCode === null, `the listener did not come up:\n${stderr.slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill('SIGTERM');
+  await once(child, 'exit');
+  assert.doesNotMatch(stderr, /"level":30/, 'no info line');
+  assert.doesNotMatch(stderr, /"msg":"listening"/);
+});

@@ -4,6 +4,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import pino from 'pino';
 import { abortableSleep, assertDialTarget, CallEventHub, createCallWebhookApp, DryRunDialer, followCallByPolling, HubClient, HubSource, Listener, ListenerState, LocalSource, sleep, statusCallbackUrl, type CallFollower, type DialTarget, type Dialer, type ListenerEvent, type WorkSource } from '../../agent-listener/index.js';
 import { callerHash, HandoffError, loadKeyRing } from '../../protocol/index.js';
+import { REDACT_PATHS } from '../../hub/index.js';
 import { openSpool } from '../../spool/index.js';
 import { readSecret, required, resolveConfig, stateDirOf, type ResolvedConfig } from '../config.js';
 
@@ -68,7 +69,10 @@ export async function listen(flags: Record<string, unknown>): Promise<void> {
   const cfg = resolveConfig({ flags, env: process.env, cwd: process.cwd(), configFile: flags.config as string | undefined });
   const c = cfg.config;
   const agent = required(cfg, 'agent');
-  const logger = pino({ base: { component: 'listener', agent }, redact: { paths: ['token', 'claim_token', 'to', 'from_number', 'transcript'], censor: '[redacted]' } }, pino.destination(2));
+  // The hub's redaction list, and the numbers only a listener handles: the second line of defence
+  // for a field someone adds to a log call later.
+  const redact = [...REDACT_PATHS, 'to', '*.to', 'from_number', '*.from_number'];
+  const logger = pino({ level: c.logLevel, base: { component: 'listener', agent }, redact: { paths: redact, censor: '[redacted]' } }, pino.destination(2));
   const keys = await loadKeyRing(c.keysDir);
   for (const warning of keys.warnings) logger.warn({ warning }, 'key file');
   if (keys.peers().length === 0) throw new HandoffError('KEY_FILE', `no voice-handoff-<peer>.key files in ${c.keysDir}`);

@@ -16,6 +16,7 @@ export function register(program: Command): void {
     .addOption(new Option('--dialer <kind>', 'twilio, or dry-run to print what would be sent').choices(['twilio', 'dry-run']))
     .option('--from-number <e164>', "this agent's Twilio number")
     .option('--target-url <url>', "the voice server: wss://…/twilio (stream) or https://… (twiml-url)")
+    .option('--log-level <level>', 'pino log level; logs go to stderr (default info)')
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464)')
     .option('--config <file>', 'config file (default ./handoff.config.json, then ~/.config/handoff/config.json)')
     .option('--json', 'print one JSON line per event')
