@@ -14,6 +14,8 @@ export interface LocalSourceOptions {
   agent: string;
   /** Rescan interval: the upper bound on pickup latency when a watcher event is missed. */
   rescanMs?: number;
+  /** Told when the audit line of a read could not be written (the delivery goes on regardless). */
+  onAuditError?: (id: string, err: unknown) => void;
 }
 
 export class LocalSource implements WorkSource {
@@ -71,9 +73,13 @@ export class LocalSource implements WorkSource {
       this.offered.add(entry.id);
       items.push({ id: entry.id, text: record.payloadText });
     }
-    // Every read of a payload is in the audit log, as the hub records its polls; recorded before
-    // the listener sees it, so a read is never missing from the log.
-    for (const item of items) await this.opts.spool.auditRead(item.id, this.opts.agent);
+    // Every read of a payload is in the audit log, as the hub records its polls: queued now, so
+    // it comes before this listener's claim in the chain, and written without holding up the
+    // caller, who is waiting on the line (the line's fsync, behind another process's lock, costs
+    // milliseconds).
+    for (const item of items) {
+      this.opts.spool.auditRead(item.id, this.opts.agent).catch((err: unknown) => this.opts.onAuditError?.(item.id, err));
+    }
     return items;
   }
 

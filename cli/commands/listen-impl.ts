@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import pino from 'pino';
 import { abortableSleep, assertDialTarget, CallEventHub, createCallWebhookApp, DryRunDialer, followCallByPolling, HubClient, HubSource, Listener, ListenerState, LocalSource, sleep, statusCallbackUrl, type CallFollower, type DialTarget, type Dialer, type ListenerEvent, type WorkSource } from '../../agent-listener/index.js';
-import { callerHash, HandoffError, loadKeyRing } from '../../protocol/index.js';
+import { callerHash, HandoffError, loadKeyRing, toHandoffError } from '../../protocol/index.js';
 import { REDACT_PATHS } from '../../hub/index.js';
 import { openSpool } from '../../spool/index.js';
 import { readSecret, required, resolveConfig, stateDirOf, type ResolvedConfig } from '../config.js';
@@ -88,7 +88,11 @@ export async function listen(flags: Record<string, unknown>): Promise<void> {
     source = new HubSource({ client: new HubClient({ url: c.hubUrl, token }), agent, waitSec: c.pollWaitSec });
   } else if (c.spool) {
     const spool = await openSpool({ root: path.resolve(c.spool) });
-    source = new LocalSource({ spool, agent });
+    const onAuditError = (id: string, err: unknown) => {
+      const e = toHandoffError(err, 'IO');
+      logger.error({ handoff_id: id, code: e.code, err: e.message }, 'audit of a read failed');
+    };
+    source = new LocalSource({ spool, agent, onAuditError });
     // Local mode has no hub: the listeners run the janitor (the spool's lock keeps it single).
     const stop = new AbortController();
     const loop = (async () => {
