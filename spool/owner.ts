@@ -20,7 +20,7 @@
  * the locks, the record is advisory, so it is plain `node:fs`, outside `FsOps`.
  */
 import { randomBytes } from 'node:crypto';
-import { link, readFile, readlink, rename, unlink, writeFile } from 'node:fs/promises';
+import { link, readFile, readlink, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HandoffError } from '../protocol/index.js';
@@ -28,7 +28,10 @@ import { errnoCode } from './durable.js';
 
 export const OWNER_FILE = '.owner';
 
-/** Roots this process holds exclusively (one spool instance each). */
+/**
+ * Roots this process holds exclusively (one spool instance each), by device and inode: the same
+ * directory reached through a symlink or another path is the same root.
+ */
 const HELD = new Set<string>();
 
 interface OwnerRecord {
@@ -99,15 +102,23 @@ function isSelf(owner: OwnerRecord, me: OwnerRecord): boolean {
 }
 
 /**
- * Refuses (UNAVAILABLE) when another process that may be alive owns the spool at `root`; with
- * `take`, records this process as the owner (an exclusive open).
+ * Refuses (UNAVAILABLE) when another process that may be alive owns the spool at `root`, or this
+ * process holds it already; with `take`, records this process as the owner (an exclusive open)
+ * and returns the key to give back to `releaseOwner`.
  */
-export async function checkOwner(root: string, options: { take: boolean }): Promise<void> {
+export async function checkOwner(root: string, options: { take: boolean }): Promise<string | undefined> {
   const file = path.join(root, OWNER_FILE);
-  if (HELD.has(root)) throw new HandoffError('UNAVAILABLE', `spool ${root} is already open exclusively in this process; use that instance`);
-  // Taken before the first await, so that two opens of this process started together cannot both
-  // pass the check above.
-  if (options.take) HELD.add(root);
+  let key: string;
+  try {
+    const st = await stat(root);
+    key = `${st.dev}:${st.ino}`;
+  } catch (err) {
+    throw new HandoffError('IO', `spool ${root} cannot be read (${errnoCode(err) ?? 'error'})`, { cause: err });
+  }
+  if (HELD.has(key)) throw new HandoffError('UNAVAILABLE', `spool ${root} is already open exclusively in this process; use that instance`);
+  // Taken with no await since the check, so that two opens of this process started together
+  // cannot both pass it.
+  if (options.take) HELD.add(key);
   try {
     const me = await self();
     for (let attempt = 0; ; attempt++) {
@@ -115,14 +126,14 @@ export async function checkOwner(root: string, options: { take: boolean }): Prom
       if (owner !== undefined && !isSelf(owner, me) && (await isAlive(owner, me))) {
         throw new HandoffError('UNAVAILABLE', `spool ${root} is owned by a running hub (pid ${owner.pid}); use the hub's API, or stop it first`);
       }
-      if (!options.take) return;
-      if (owner !== undefined && isSelf(owner, me)) return;
+      if (!options.take) return undefined;
+      if (owner !== undefined && isSelf(owner, me)) return key;
       if (owner !== undefined || attempt > 0) await moveAside(file, owner);
-      if (await create(file, me)) return;
+      if (await create(file, me)) return key;
       if (attempt >= 3) throw new HandoffError('UNAVAILABLE', `spool ${root}: another process keeps taking its owner record (${file})`);
     }
   } catch (err) {
-    if (options.take) HELD.delete(root);
+    if (options.take) HELD.delete(key);
     throw err;
   }
 }
@@ -154,14 +165,18 @@ async function create(file: string, record: OwnerRecord): Promise<boolean> {
   }
 }
 
-/** The exclusive spool of `root` closes: removes the record if it is this process's. Never throws. */
-export async function releaseOwner(root: string): Promise<void> {
-  HELD.delete(root);
+/**
+ * The exclusive spool of `root` (`key` from `checkOwner`) closes: removes the record if it is this
+ * process's, and only then lets this process open the root again. Never throws.
+ */
+export async function releaseOwner(root: string, key: string): Promise<void> {
   const file = path.join(root, OWNER_FILE);
   try {
     const [owner, me] = await Promise.all([readRecord(file), self()]);
     if (owner !== undefined && isSelf(owner, me)) await unlink(file);
   } catch {
     // Left behind, it names a process that is gone by the time anyone reads it: harmless.
+  } finally {
+    HELD.delete(key);
   }
 }

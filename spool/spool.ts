@@ -198,8 +198,9 @@ export interface SpoolOptions {
   /**
    * Only reads: `openSpool` runs no recovery, records no owner and creates nothing, and every
    * call that would write is refused, so it may look at a spool that another process runs (a
-   * hub's). Files mid-transition are read as the header says; foreign or invalid names in
-   * handoff/ are skipped rather than adopted or set aside.
+   * hub's). Files mid-transition are read as the header says; a payload under a foreign name in
+   * handoff/ is read where it is, under its id (not adopted), and a broken file is skipped (not
+   * set aside).
    */
   readOnly?: boolean;
 }
@@ -371,8 +372,8 @@ export class Spool implements SpoolApi {
   #closing: Promise<void> | null = null;
   /** Whether recovery ran once already (leftover locks are removed only at open). */
   #recovered = false;
-  /** Whether this instance recorded its process as the spool's owner (an exclusive spool). */
-  #ownsRoot = false;
+  /** The owner key while this instance holds the root exclusively (see owner.ts). */
+  #ownerKey: string | undefined;
 
   /** Validates the options; does no I/O (call `recover()`, or use `openSpool`). @throws HandoffError CONFIG */
   constructor(options: SpoolOptions) {
@@ -477,6 +478,9 @@ export class Spool implements SpoolApi {
         // Perhaps dropped under a foreign name and not adopted yet.
         await this.#refreshPending();
         found = await this.#locate(id);
+        // A reader adopts nothing: such a file stays under its foreign name, found by the scan.
+        const foreign = this.#o.readOnly && !found ? this.#pending.get(id) : undefined;
+        if (foreign) return this.#pendingRecord(foreign.payload, foreign.entry.payloadText, foreign.entry.fileName);
       }
       return found ? this.#recordOf(found) : undefined;
     });
@@ -501,7 +505,7 @@ export class Spool implements SpoolApi {
         await this.#refreshPending();
         return [...this.#pending.values()]
           .sort((a, b) => a.initiatedAtMs - b.initiatedAtMs)
-          .map((p) => this.#pendingRecord(p.payload, p.entry.payloadText));
+          .map((p) => this.#pendingRecord(p.payload, p.entry.payloadText, p.entry.fileName));
       }
       const base = state === 'archived' ? this.#paths.archive : this.#paths.rejected;
       const dirs =
@@ -690,7 +694,7 @@ export class Spool implements SpoolApi {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.#audit.close();
-      if (this.#ownsRoot) await releaseOwner(this.root);
+      if (this.#ownerKey !== undefined) await releaseOwner(this.root, this.#ownerKey);
       LIVE_INSTANCES.delete(this.#owner.instance);
     })();
     return this.#closing;
@@ -970,14 +974,15 @@ export class Spool implements SpoolApi {
     return { state: 'pending', handoff_id: payload.handoff_id, from_agent: payload.from_agent, to_agent: payload.to_agent };
   }
 
-  #pendingRecord(payload: ParsedPayload, payloadText: string): HandoffRecord {
+  /** A pending handoff's record; `fileName` when its file in handoff/ is not `<id>.json` (a foreign name a reader found). */
+  #pendingRecord(payload: ParsedPayload, payloadText: string, fileName = `${payload.handoff_id}.json`): HandoffRecord {
     return {
       id: payload.handoff_id,
       state: 'pending',
       payloadText,
       payload,
       relay: this.#pendingRelay(payload),
-      path: this.#pathOf('pending', payload.handoff_id),
+      path: path.join(this.#paths.handoff, fileName),
     };
   }
 
@@ -1149,7 +1154,11 @@ export class Spool implements SpoolApi {
         const id = stored.payload.handoff_id;
         const cacheOf = (item: PendingItem | null): FileCacheItem => ({ ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, item });
         if (name !== `${id}.json`) {
-          if (this.#o.readOnly) continue;
+          if (this.#o.readOnly) {
+            // Taken as it is, under its payload's id: a writer would adopt (rename) it.
+            if (!(await this.#laterState(id))) files.set(name, cacheOf(this.#makeItem(name, stored.payload, stored.payloadText, st.mtimeMs)));
+            continue;
+          }
           const item = await this.#adopt(name, full, stored, st.mtimeMs);
           if (item) {
             files.set(`${id}.json`, cacheOf(item));
@@ -1741,8 +1750,7 @@ export class Spool implements SpoolApi {
       await this.#ensureLayout();
       if (!this.#recovered) {
         // Before anything here writes: another live process's exclusive spool is not ours to touch.
-        await checkOwner(this.root, { take: this.#o.exclusive });
-        this.#ownsRoot = this.#o.exclusive;
+        this.#ownerKey = await checkOwner(this.root, { take: this.#o.exclusive });
       }
       if (!this.#recovered && this.#o.exclusive) {
         // Nobody else writes an exclusive spool: a lock present at open is a dead predecessor's,

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
@@ -13,7 +13,7 @@ import { openSpool, type Spool } from '../spool/index.js';
 import { runCli } from './helpers/cli.js';
 import { readyChild } from './helpers/ready-child.js';
 import { makePayload } from './helpers/spool-fixtures.js';
-import { listTree } from './helpers/spool-inspect.js';
+import { treeSnapshot } from './helpers/spool-inspect.js';
 import { tmpDir } from './helpers/tmp.js';
 
 /** A child process holding the spool at `root` open, exclusive, as a hub would. */
@@ -119,6 +119,19 @@ describe('spool: the owner of an exclusive spool', () => {
     const b = await openSpool({ root, exclusive: true });
     await b.close();
   });
+
+  test('the same root reached through a symlink is the same spool: refused while held', async (t) => {
+    const dir = await tmpDir(t);
+    const root = path.join(dir, 'spool');
+    const a = await openSpool({ root, exclusive: true });
+    symlinkSync(root, path.join(dir, 'alias'));
+    const alias = path.join(dir, 'alias');
+    await refused(openSpool({ root: alias, exclusive: true }), /already open exclusively in this process/);
+    await refused(openSpool({ root: alias }), /already open exclusively in this process/);
+    assert.equal(existsSync(path.join(root, '.owner')), true, 'the refused opens left the record alone');
+    await a.close();
+    await (await openSpool({ root: alias, exclusive: true })).close();
+  });
 });
 
 describe('spool: read-only', () => {
@@ -137,19 +150,21 @@ describe('spool: read-only', () => {
     writeFileSync(path.join(root, 'handoff', 'caller-1.json'), makePayload({ id: 'ro-foreign', nowMs: Date.now() }).text);
     writeFileSync(path.join(root, 'handoff', 'broken.json'), '{"protocol_version":');
     for (const name of ['caller-1.json', 'broken.json']) utimesSync(path.join(root, 'handoff', name), old, old);
-    const before = listTree(root);
+    const before = treeSnapshot(root);
 
     const reader = await openSpool({ root, readOnly: true });
     t.after(() => reader.close());
     assert.equal((await reader.get('ro-pending'))?.state, 'pending');
-    assert.deepEqual((await reader.listPending()).map((e) => e.id), ['ro-pending'], 'the foreign and the broken file are skipped, not adopted');
-    assert.deepEqual((await reader.list('pending')).map((r) => r.id), ['ro-pending']);
+    assert.deepEqual((await reader.listPending()).map((e) => e.id).sort(), ['ro-foreign', 'ro-pending'], 'the foreign file is read where it is; the broken one is skipped');
+    assert.deepEqual((await reader.list('pending')).map((r) => path.relative(root, r.path)).sort(), ['handoff/caller-1.json', 'handoff/ro-pending.json']);
+    const foreign = await reader.get('ro-foreign');
+    assert.deepEqual([foreign?.state, foreign && path.relative(root, foreign.path)], ['pending', 'handoff/caller-1.json']);
     await refused(reader.put(makePayload({ id: 'ro-new', nowMs: Date.now() }).text), /read-only/);
     await refused(reader.claim('ro-pending', 'alice'), /read-only/);
     await refused(reader.auditRead('ro-pending', 'alice'), /read-only/);
     await refused(reader.sweep(), /read-only/);
     await refused(reader.purge({ beforeMs: Date.now() }), /read-only/);
-    assert.deepEqual(listTree(root), before, 'not one file changed');
+    assert.deepEqual(treeSnapshot(root), before, 'not one file changed');
 
     await assert.rejects(openSpool({ root: path.join(root, 'nope'), readOnly: true }), (err: unknown) => err instanceof HandoffError && err.code === 'CONFIG');
     assert.equal(existsSync(path.join(root, 'nope')), false);

@@ -12,7 +12,7 @@ import { runCli } from './helpers/cli.js';
 import { readyChild } from './helpers/ready-child.js';
 import { startTestHub, writeTestConfig } from './helpers/hub.js';
 import { makePayload, TestFs } from './helpers/spool-fixtures.js';
-import { listTree, placesOf } from './helpers/spool-inspect.js';
+import { auditEvents, placesOf, treeSnapshot } from './helpers/spool-inspect.js';
 import { tmpDir } from './helpers/tmp.js';
 
 const DAY = 86_400_000;
@@ -51,14 +51,6 @@ async function finished(h: Harness, how: 'complete' | 'reject', atMs: number, op
   return p.id;
 }
 
-async function auditEvents(root: string): Promise<{ event: string; id: string; state: HandoffState | null; file?: string }[]> {
-  const dir = path.join(root, 'events');
-  return readdirSync(dir)
-    .filter((n) => n.endsWith('.jsonl'))
-    .sort()
-    .flatMap((n) => readFileSync(path.join(dir, n), 'utf8').split('\n').filter(Boolean))
-    .map((line) => JSON.parse(line));
-}
 
 describe('spool: purge', () => {
   test('deletes what ended and expired before the cut, records each deletion, keeps the rest', async (t) => {
@@ -75,7 +67,7 @@ describe('spool: purge', () => {
     assert.equal((await h.spool.get(oldDone)), undefined);
     assert.equal((await h.spool.get(recentDone))?.state, 'archived');
 
-    const purged = (await auditEvents(h.root)).filter((e) => e.event === 'purge');
+    const purged = auditEvents(h.root).filter((e) => e.event === 'purge');
     assert.deepEqual(
       purged.map((e) => [e.id, e.state]).sort(),
       [[oldDone, 'archived'], [oldRejected, 'rejected']].sort(),
@@ -103,7 +95,7 @@ describe('spool: purge', () => {
     h.fs.failWhen = (c) => c.op === 'unlink' && String(c.args[0]).endsWith(`${id}.json`);
     await assert.rejects(h.spool.purge({ beforeMs: CUT }), (err: unknown) => err instanceof HandoffError && err.code === 'IO');
     assert.equal(placesOf(h.root, id).length, 1);
-    assert.equal((await auditEvents(h.root)).filter((e) => e.event === 'purge').length, 1);
+    assert.equal(auditEvents(h.root).filter((e) => e.event === 'purge').length, 1);
     assert.equal((await h.spool.purge({ beforeMs: CUT })).archived, 1);
     assert.deepEqual(placesOf(h.root, id), []);
     assert.equal((await verifyAudit(path.join(h.root, 'events'))).ok, true);
@@ -164,12 +156,12 @@ describe('spool: purge', () => {
   test('a dry run counts and changes nothing', async (t) => {
     const h = await harness(t);
     await finished(h, 'complete', OLD);
-    const before = listTree(h.root);
-    const lines = (await auditEvents(h.root)).length;
+    const before = treeSnapshot(h.root);
+    const lines = auditEvents(h.root).length;
     const result = await h.spool.purge({ beforeMs: CUT, dryRun: true });
     assert.equal(result.archived, 1);
-    assert.deepEqual(listTree(h.root), before);
-    assert.equal((await auditEvents(h.root)).length, lines);
+    assert.deepEqual(treeSnapshot(h.root), before);
+    assert.equal(auditEvents(h.root).length, lines);
   });
 
   test('dropped files go by the later of mtime and ctime; an unreadable file in a bucket is kept', async (t) => {
@@ -198,7 +190,7 @@ describe('spool: purge', () => {
     assert.equal(result.keptUnreadable, 1);
     assert.deepEqual(readdirSync(invalid), ['new.json']);
     assert.deepEqual(readdirSync(bucket), ['garbled.json']);
-    const line = (await auditEvents(h.root)).find((e) => e.event === 'purge');
+    const line = auditEvents(h.root).find((e) => e.event === 'purge');
     assert.equal(line?.file, path.join('rejected', '_invalid', 'old.json'));
   });
 
@@ -233,7 +225,7 @@ describe('retention: the hub and the CLI', () => {
     for (let i = 0; i < 200 && placesOf(hub.spoolDir, old).length > 0; i++) await new Promise((r) => setTimeout(r, 25));
     assert.deepEqual(placesOf(hub.spoolDir, old), []);
     assert.equal(placesOf(hub.spoolDir, recent).length, 1);
-    assert.ok((await auditEvents(hub.spoolDir)).some((e) => e.event === 'purge' && e.id === old));
+    assert.ok(auditEvents(hub.spoolDir).some((e) => e.event === 'purge' && e.id === old));
     assert.equal((await hub.hub.app.janitor?.purgeNow())?.archived, 0);
     // Closed here, not only by its hook: the directory's removal hook was added first and runs first.
     await hub.hub.close();
@@ -297,11 +289,11 @@ describe('retention: the hub and the CLI', () => {
     const stale = path.join(root, 'tmp', '12345.1.1');
     writeFileSync(stale, 'half a payload');
     utimesSync(stale, OLD / 1000, OLD / 1000);
-    const before = listTree(root);
+    const before = treeSnapshot(root);
     const dry = await runCli(['spool', 'purge', '--spool', root, '--retention-days', '30', '--dry-run', '--json']);
     assert.equal(dry.code, 0, dry.stderr);
     assert.equal(JSON.parse(dry.stdout).archived, 1);
-    assert.deepEqual(listTree(root), before);
+    assert.deepEqual(treeSnapshot(root), before);
 
     const missing = await runCli(['spool', 'purge', '--spool', path.join(root, 'nope'), '--retention-days', '30', '--dry-run']);
     assert.equal(missing.code, 3, missing.stderr);

@@ -1,6 +1,7 @@
 /**
  * Looking at a spool directory from the outside, as `ls`, `cat` and `jq` would.
  */
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { decodeStoredFile, HANDOFF_STATES, type HandoffState } from '../../spool/index.js';
@@ -47,4 +48,39 @@ export function payloadBytesOf(bytes: Uint8Array): Buffer {
 /** The files in tmp/. */
 export function tmpFiles(root: string): string[] {
   return readdirSync(path.join(root, 'tmp'));
+}
+
+/** One line of the audit log, as parsed JSON (the fields tests look at). */
+export interface AuditEntry {
+  seq: number;
+  event: string;
+  id: string;
+  state: HandoffState | null;
+  by?: string;
+  file?: string;
+}
+
+/** Every line of the spool's audit log (`events/*.jsonl`), in chain order. */
+export function auditEvents(root: string): AuditEntry[] {
+  const dir = path.join(root, 'events');
+  return readdirSync(dir)
+    .filter((n) => n.endsWith('.jsonl'))
+    .sort()
+    .flatMap((n) => readFileSync(path.join(dir, n), 'utf8').split('\n').filter(Boolean))
+    .map((line) => JSON.parse(line) as AuditEntry);
+}
+
+/**
+ * Every directory and file under `root` with each file's size and SHA-256: two snapshots are
+ * equal only if nothing was created, removed, renamed, appended to or rewritten.
+ */
+export function treeSnapshot(root: string): string[] {
+  return (readdirSync(root, { recursive: true }) as string[])
+    .map((rel) => {
+      const full = path.join(root, rel);
+      const st = statSync(full);
+      if (!st.isFile()) return `${rel}/`;
+      return `${rel} ${st.size} ${createHash('sha256').update(readFileSync(full)).digest('hex')}`;
+    })
+    .sort();
 }
