@@ -175,8 +175,14 @@ const FILE_SECTIONS = new Set([...FILE_KEYS].flatMap((k) => k.split('.').slice(0
  */
 function checkFileKeys(doc: Record<string, unknown>, file: string, prefix = ''): void {
   for (const [key, value] of Object.entries(doc)) {
-    if (key.startsWith('_') || key.startsWith('$')) continue;
     const dotted = prefix === '' ? key : `${prefix}.${key}`;
+    // A dotted name written flat ("twilio.account_sid": …) would match a known key here, but the
+    // settings are read from nested objects: it would be ignored just the same.
+    if (key.includes('.')) {
+      throw new HandoffError('CONFIG', `config file ${file} key "${dotted}": write it nested, as ${nestedExample(dotted)}`);
+    }
+    if (key === '__proto__') throw new HandoffError('CONFIG', `config file ${file} has a key "${dotted}", which is not a setting`);
+    if (key.startsWith('_') || key.startsWith('$')) continue;
     if (FILE_SECTIONS.has(dotted)) {
       if (value === null || typeof value !== 'object' || Array.isArray(value)) {
         const inside = [...FILE_KEYS].filter((k) => k.startsWith(`${dotted}.`)).map((k) => k.slice(dotted.length + 1));
@@ -188,6 +194,12 @@ function checkFileKeys(doc: Record<string, unknown>, file: string, prefix = ''):
       throw new HandoffError('CONFIG', `config file ${file} has an unknown key "${dotted}"${near ? ` (did you mean "${near}"?)` : ''}`);
     }
   }
+}
+
+/** `{"a": {"b": …}}` for "a.b". */
+function nestedExample(dotted: string): string {
+  const parts = dotted.split('.');
+  return `${parts.map((p) => `{"${p}": `).join('')}…${'}'.repeat(parts.length)}`;
 }
 
 /** The known key nearest to `dotted` (ignoring case and `_`; a few letters apart at most), if any. */

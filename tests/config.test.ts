@@ -82,7 +82,12 @@ test('a config file key that no setting reads, or a section that is not an objec
     [{ hub: 'http://127.0.0.1:8787' }, /key "hub" must be an object \(with url, token_file\)/],
     [{ call: { ring_timeout: 20 } }, /unknown key "call.ring_timeout" \(did you mean "call.ring_timeout_sec"\?\)/],
     [{ wholly_unrelated: 1 }, /unknown key "wholly_unrelated"$/],
+    [{ 'twilio.account_sid': `AC${'0'.repeat(32)}` }, /key "twilio.account_sid": write it nested, as \{"twilio": \{"account_sid": …\}\}/],
+    [{ hub: { 'x.y': 1 } }, /key "hub.x.y": write it nested/],
   ];
+  const protoFile = path.join(dir, 'proto.json');
+  await writeFile(protoFile, '{"__proto__": {"agent": "mallory"}}');
+  assert.throws(() => resolveConfig({ configFile: protoFile, home: dir }), /key "__proto__", which is not a setting/);
   for (const [doc, pattern] of cases) {
     const file = path.join(dir, 'c.json');
     await writeFile(file, JSON.stringify(doc));
