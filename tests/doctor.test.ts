@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
-import { chmod, readdir, readFile, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { chmod, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { doctor } from '../cli/commands/doctor-impl.js';
 import { ERROR_CODES, keyFilePath, writeKeyFile } from '../protocol/index.js';
 import { runCli } from './helpers/cli.js';
 import { makePayload, postJson, startTestHub, TEST_TOKENS } from './helpers/hub.js';
+import { auditEvents } from './helpers/spool-inspect.js';
 import { tmpDir } from './helpers/tmp.js';
 
 test('doctor: a good hub set-up passes; a wrong token, an unsafe key file and a bad target say what to fix', async (t) => {
@@ -35,12 +39,10 @@ test('doctor: a good hub set-up passes; a wrong token, an unsafe key file and a 
   // over nor recorded as read.
   const p = makePayload();
   assert.equal((await postJson(`${hub.url}/api/v1/handoffs/start`, 'bob', p.text)).status, 201);
-  const events = path.join(hub.spoolDir, 'events');
-  const lines = async () => (await Promise.all((await readdir(events)).filter((n) => n.endsWith('.jsonl')).map((n) => readFile(path.join(events, n), 'utf8')))).join('');
-  const before = await lines();
-  assert.match(before, /"event":"put"/);
+  const before = auditEvents(hub.spoolDir);
+  assert.deepEqual(before.map((e) => e.event), ['put']);
   assert.equal((await doctor(flags, env)).checks.find((c) => c.check === 'hub token')?.status, 'ok');
-  assert.equal(await lines(), before, 'no audit line was written');
+  assert.deepEqual(auditEvents(hub.spoolDir), before, 'no audit line was written');
 
   await chmod(keyFilePath(keys, 'bob'), 0o644);
   const loose = await doctor(flags, env);
@@ -68,4 +70,28 @@ test('handoff doctor exits with CONFIG and prints FAIL lines with fixes; an unre
   assert.match(r.stdout, /FAIL {2}key files/);
   assert.match(r.stdout, /FAIL {2}hub reachable +http:\/\/127\.0\.0\.1:9/);
   assert.match(r.stdout, /→ mkdir -m 700 .*, then handoff keys gen --peer NAME/);
+});
+
+test('doctor against a hub without /api/v1/whoami (older, or behind a path prefix) warns instead of blaming the token', async (t) => {
+  // The hub behind a prefix: this server answers only under /relay/, as a proxy in front of an
+  // older hub would (its auth passes, no whoami route: 404).
+  const seen: string[] = [];
+  const server = createServer((req, res) => {
+    seen.push(req.url ?? '');
+    res.writeHead(req.url === '/relay/healthz' ? 200 : 404, { 'content-type': 'application/json' }).end('{}');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => server.close());
+  const dir = await tmpDir(t);
+  const tokenFile = path.join(dir, 'token');
+  await writeFile(tokenFile, TEST_TOKENS.alice as string, { mode: 0o600 });
+  const config = path.join(dir, 'none.json');
+  await writeFile(config, '{}');
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/relay/`;
+  const r = await doctor({ agent: 'alice', hub: url, tokenFile, keys: path.join(dir, 'keys'), config }, {});
+  assert.equal(r.checks.find((c) => c.check === 'hub reachable')?.status, 'ok');
+  const token = r.checks.find((c) => c.check === 'hub token');
+  assert.deepEqual([token?.status, token?.fix], ['warn', 'upgrade the hub']);
+  assert.deepEqual(seen, ['/relay/healthz', '/relay/api/v1/whoami']);
 });
