@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import { ERROR_CODES, keyFilePath, parseJsonDocument, writeKeyFile } from '../protocol/index.js';
 import { openSpool } from '../spool/index.js';
 import { runCli } from './helpers/cli.js';
+import { auditEvents } from './helpers/spool-inspect.js';
 import { tmpDir } from './helpers/tmp.js';
 
 const SECRET = 'bob-alice-pair-secret-0123456789abcdef';
@@ -199,17 +200,13 @@ test('a payload read from a local spool (poll, show --payload) is in the audit l
   const transcript = path.join(dir, 't.json');
   await writeFile(transcript, JSON.stringify([{ role: 'user', text: 'Can Alice book the standup?' }]));
   const id = String(json((await cli('start', '--spool', spool, '--agent', 'bob', '--to', 'alice', '--caller', '+15551234567', '--reason', 'scheduling', '--transcript', transcript, '--keys', bobKeys, '--ttl', '300', '--json')).stdout).handoff_id);
-  const reads = async () => {
-    const events = path.join(spool, 'events');
-    const text = (await Promise.all((await readdir(events)).filter((n) => n.endsWith('.jsonl')).map((n) => readFile(path.join(events, n), 'utf8')))).join('');
-    return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { event: string; id: string; by?: string }).filter((e) => e.event === 'read' && e.id === id).map((e) => e.by);
-  };
+  const reads = () => auditEvents(spool).filter((e) => e.event === 'read' && e.id === id).map((e) => e.by);
   assert.equal((await cli('show', id, '--spool', spool)).code, 0);
-  assert.deepEqual(await reads(), [], 'the relay facts alone are no read of the payload');
+  assert.deepEqual(reads(), [], 'the relay facts alone are no read of the payload');
   assert.equal((await cli('poll', '--spool', spool, '--agent', 'alice', '--wait', '0')).code, 0);
-  assert.deepEqual(await reads(), ['alice']);
+  assert.deepEqual(reads(), ['alice']);
   assert.equal((await cli('show', id, '--spool', spool, '--payload')).code, 0);
-  assert.deepEqual(await reads(), ['alice', 'operator']);
+  assert.deepEqual(reads(), ['alice', 'operator']);
   const verified = await cli('audit', 'verify', '--spool', spool);
   assert.equal(verified.code, 0, verified.stdout);
 });

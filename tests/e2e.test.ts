@@ -19,6 +19,7 @@ import { buildPayload, callerHash, keyRingFromSecrets } from '../protocol/index.
 import { bucketOf, openSpool } from '../spool/index.js';
 import { captureLogger, eventLog } from './helpers/fakes.js';
 import { startTestHub, TEST_TOKENS } from './helpers/hub.js';
+import { auditEvents } from './helpers/spool-inspect.js';
 import { tmpDir } from './helpers/tmp.js';
 import { startTwilioStub, type TwilioStub } from './helpers/twilio-stub.js';
 
@@ -150,22 +151,20 @@ test('local mode: the same flow through a shared spool, claimed by rename', asyn
   const id = p.payload.handoff_id;
   await bobSpool.put(p.text);
   await until('rejection', async () => (await bobSpool.get(id))?.state === 'rejected');
+  // The file is in rejected/ before alice's reject has returned (and written its audit line).
+  await alice.listener.idle();
 
   await assertBootstrap(alice.bootstrapDir, id);
   assertOneCallThenOneSms(stub, id);
   const record = await bobSpool.get(id);
   assert.equal(record?.relay.reason, 'no_answer');
   assert.equal(record?.payloadText, p.text, 'the signed payload is kept byte for byte');
-  assert.deepEqual(await auditOf(spoolDir, id), ['put', 'read by alice', 'claim by alice', 'reject by alice'], "alice's read is in the audit log, as through a hub");
+  assert.deepEqual(auditOf(spoolDir, id), ['put', 'read by alice', 'claim by alice', 'reject by alice'], "alice's read is in the audit log, as through a hub");
 });
 
 /** The audit lines of `id` as "<event> by <by>" (a put names nobody: its from_agent says who). */
-async function auditOf(spoolDir: string, id: string): Promise<string[]> {
-  const dir = path.join(spoolDir, 'events');
-  const lines = (await Promise.all((await readdir(dir)).filter((n) => n.endsWith('.jsonl')).sort().map((n) => readFile(path.join(dir, n), 'utf8')))).join('').split('\n');
-  return lines
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { event: string; id: string; by?: string })
+function auditOf(spoolDir: string, id: string): string[] {
+  return auditEvents(spoolDir)
     .filter((e) => e.id === id)
     .map((e) => (e.by === undefined ? e.event : `${e.event} by ${e.by}`));
 }

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { HubClient } from '../agent-listener/hub-client.js';
 import { createListenerMetrics, createMetricsApp } from '../agent-listener/metrics.js';
 import { buildPayload, ERROR_CODES } from '../protocol/index.js';
@@ -142,7 +142,8 @@ for (const server of ['metrics', 'status callbacks'] as const) {
   });
 }
 
-test('handoff listen --log-level warn (log_level, HANDOFF_LOG_LEVEL) leaves out the info lines', { timeout: 60_000 }, async (t) => {
+/** Runs `handoff listen` until its metrics answer, stops it, and returns what it wrote to stderr. */
+async function listenerStderr(t: TestContext, extraArgs: string[]): Promise<string> {
   const hub = await startTestHub(t);
   const dir = await tmpDir(t, 'listener-level-');
   const config = await writeAliceListenerFiles(dir, hub.url, SECRET, { dialer: 'dry-run', contacts: [CALLER], poll_wait_sec: 1 });
@@ -151,7 +152,7 @@ test('handoff listen --log-level warn (log_level, HANDOFF_LOG_LEVEL) leaves out 
   await once(probe, 'listening');
   const { port } = probe.address() as AddressInfo;
   await new Promise((r) => probe.close(r));
-  const child = spawn(process.execPath, ['--import', TSX_LOADER, CLI_ENTRY, 'listen', '--config', config, '--metrics-listen', `127.0.0.1:${port}`, '--log-level', 'warn'], {
+  const child = spawn(process.execPath, ['--import', TSX_LOADER, CLI_ENTRY, 'listen', '--config', config, '--metrics-listen', `127.0.0.1:${port}`, ...extraArgs], {
     cwd: REPO_ROOT,
     env: { ...process.env, HOME: dir, HANDOFF_TOKEN: '', HANDOFF_METRICS_LISTEN: '', HANDOFF_LOG_LEVEL: '' },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -171,6 +172,11 @@ test('handoff listen --log-level warn (log_level, HANDOFF_LOG_LEVEL) leaves out 
   }
   child.kill('SIGTERM');
   await once(child, 'exit');
-  assert.doesNotMatch(stderr, /"level":30/, 'no info line');
-  assert.doesNotMatch(stderr, /"msg":"listening"/);
+  return stderr;
+}
+
+test('handoff listen logs at info by default, and --log-level warn (log_level, HANDOFF_LOG_LEVEL) leaves the info lines out', { timeout: 60_000 }, async (t) => {
+  assert.match(await listenerStderr(t, []), /"level":30,.*"msg":"listening"/, 'the control: info lines on stderr');
+  const quiet = await listenerStderr(t, ['--log-level', 'warn']);
+  assert.doesNotMatch(quiet, /"level":30/, 'no info line');
 });
