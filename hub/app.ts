@@ -70,6 +70,7 @@ import {
   parsePayload,
   toHandoffError,
   toJs,
+  TranscriptEntrySchema,
 } from '../protocol/index.js';
 import { TERMINAL_STATES } from '../spool/index.js';
 import type { HandoffRecord, HandoffState, SpoolApi, TransitionEvent } from '../spool/index.js';
@@ -145,19 +146,21 @@ const WAIT_RE = /^\d{1,6}(\.\d{1,6})?$/;
 const CODE_LIKE_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
 const STATE_NAMES = Object.freeze(['pending', 'claimed', 'archived', 'rejected'] as const);
 
-const CompleteBodySchema = z.object({
+// Request bodies are strict: a misspelt field (final_transcirpt) would otherwise be dropped while
+// the hub answers 200, and what the caller meant to store would be lost without a word.
+const CompleteBodySchema = z.strictObject({
   claim_token: z.string().min(1).max(512),
   outcome: z.string().regex(CODE_LIKE_RE, { message: 'must match [A-Za-z0-9_.:-]{1,64}' }),
-  final_transcript: z.array(z.unknown()).max(10_000).optional(),
+  final_transcript: z.array(TranscriptEntrySchema).max(10_000).optional(),
   notes: z.string().max(10_000).optional(),
 });
 
-const RejectBodySchema = z.object({
+const RejectBodySchema = z.strictObject({
   reason: z.string().regex(CODE_LIKE_RE, { message: 'must match [A-Za-z0-9_.:-]{1,64}' }),
   claim_token: z.string().min(1).max(512).optional(),
 });
 
-const AcceptBodySchema = z.object({
+const AcceptBodySchema = z.strictObject({
   claim_token: z.string().regex(/^[A-Za-z0-9_-]{32,128}$/, 'must be 32 to 128 base64url characters').optional(),
 });
 
@@ -167,7 +170,7 @@ function hasBody(c: Context<HubEnv>): boolean {
   return (length !== undefined && length !== '0') || c.req.header('transfer-encoding') !== undefined;
 }
 
-const RenewBodySchema = z.object({
+const RenewBodySchema = z.strictObject({
   claim_token: z.string().min(1).max(512),
   lease_ms: z.number().int().min(1000).max(24 * 3600 * 1000).optional(),
 });
@@ -481,6 +484,11 @@ export function createHubApp(options: HubAppOptions): HubApp {
     const parsed = schema.safeParse(value);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
+      if (issue?.code === 'unrecognized_keys') {
+        // Named only when it looks like a field name: the key is the caller's text, and errors are logged.
+        const [key = ''] = issue.keys;
+        throw new HandoffError('BAD_REQUEST', `body has an unknown field${/^[A-Za-z0-9_]{1,64}$/.test(key) ? ` "${key}"` : ''}`);
+      }
       throw new HandoffError('BAD_REQUEST', issue ? `${issue.path.join('.') || 'body'} ${issue.message}` : 'invalid body');
     }
     return parsed.data;

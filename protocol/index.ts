@@ -37,6 +37,7 @@ export {
   PRIORITIES,
   PROTOCOL_VERSION,
   sanitizeId,
+  TranscriptEntrySchema,
 } from './payload.js';
 export type { Consent, ParsedPayload, PayloadDocument, TranscriptEntry } from './payload.js';
 export {

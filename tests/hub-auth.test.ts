@@ -211,3 +211,29 @@ test('HubAuth identifies each token and nothing else', () => {
   assert.equal(auth.isAgent('alice'), true);
   assert.equal(auth.isAgent('sven'), false);
 });
+
+test('a request body with a field the endpoint does not know, or final_transcript entries that are not entries, → 400 and nothing changes', async (t) => {
+  const { url } = await startTestHub(t);
+  const p = makePayload();
+  await postJson(api(url, '/handoffs/start'), 'bob', p.text);
+  const typo = await postJson(api(url, `/handoffs/${p.id}/accept`), 'alice', JSON.stringify({ lease_msec: 5 }));
+  assert.deepEqual([typo.status, typo.body.error.code, typo.body.error.message], [400, 'BAD_REQUEST', 'body has an unknown field "lease_msec"']);
+  const claim = await postJson(api(url, `/handoffs/${p.id}/accept`), 'alice', '');
+  assert.equal(claim.status, 200);
+  const token = claim.body.claim_token;
+
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ claim_token: token, outcome: 'resolved', final_transcirpt: [] }, /^body has an unknown field "final_transcirpt"$/],
+    [{ claim_token: token, outcome: 'resolved', 'a b': 1 }, /^body has an unknown field$/],
+    [{ claim_token: token, outcome: 'resolved', final_transcript: [1, null, { role: 'robot', text: 'x' }] }, /^final_transcript\.0 /],
+  ];
+  for (const [body, message] of cases) {
+    const r = await postJson(api(url, `/handoffs/${p.id}/complete`), 'alice', JSON.stringify(body));
+    assert.deepEqual([r.status, r.body.error.code], [400, 'BAD_REQUEST'], JSON.stringify(body));
+    assert.match(r.body.error.message, message);
+  }
+  assert.equal((await postJson(api(url, `/handoffs/${p.id}/renew`), 'alice', JSON.stringify({ claim_token: token, lease: 5000 }))).status, 400);
+  assert.equal(JSON.parse((await getText(api(url, `/handoffs/${p.id}`), 'alice')).text).state, 'claimed', 'nothing changed');
+  const done = await postJson(api(url, `/handoffs/${p.id}/complete`), 'alice', JSON.stringify({ claim_token: token, outcome: 'resolved', final_transcript: [{ role: 'user', text: 'thanks' }] }));
+  assert.equal(done.status, 200);
+});
