@@ -35,6 +35,7 @@ export function sanitizeId(id: string): string {
 
 const isoTime = z.string().refine((s) => parseIsoTime(s) !== undefined, {
   message: 'must be an ISO 8601 timestamp with a time zone',
+  params: { fieldRule: true },
 });
 
 const agentName = z.string().regex(AGENT_NAME_RE, { message: 'must match [a-z][a-z0-9_-]{0,31}' });
@@ -138,8 +139,10 @@ export function checkPayloadTree(tree: unknown): ParsedPayload {
   if (!result.success) {
     const issue = result.error.issues[0];
     const where = issue ? formatPath(issue.path) : 'payload';
-    // Custom rules carry a complete sentence; field rules are prefixed with the field's path.
-    throw new HandoffError('SCHEMA', issue?.code === 'custom' ? issue.message : `${where} ${issue?.message ?? 'is invalid'}`);
+    // Rules across fields carry a complete sentence; a field's rule (built-in, or custom like the
+    // timestamp's) is prefixed with the field's path.
+    const sentence = issue?.code === 'custom' && (issue.params as { fieldRule?: boolean } | undefined)?.fieldRule !== true;
+    throw new HandoffError('SCHEMA', sentence ? issue.message : `${where} ${issue?.message ?? 'is invalid'}`);
   }
   return result.data;
 }
