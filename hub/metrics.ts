@@ -3,14 +3,21 @@
  * hubs in one process, as in tests, do not collide).
  *
  * Label values are bounded: routes are the registered route patterns, states are the four state
- * names, and a reason is kept only when it looks like a code (`expired`, `SIGNATURE`, …); anything
- * else is counted as `other`, so a free-text reason can neither blow up the series count nor carry
- * personal data into the metrics.
+ * names, and a reason is kept only when it is one of the reasons this project's own parts give;
+ * any other (an agent chooses its reasons freely) is counted as `other`, so reasons can neither
+ * blow up the series count nor carry personal data (`caller_15551234000`) into the metrics.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { VERIFY_CODES } from '../protocol/index.js';
 import type { TransitionEvent } from '../spool/index.js';
 
-const REASON_LABEL_RE = /^[A-Za-z0-9_]{1,40}$/;
+/** The spool's own reasons, a listener's refusals (the verify codes) and its call and message ends. */
+const KNOWN_REASONS: ReadonlySet<string> = new Set([
+  ...['expired', 'lease_expired', 'recovered'],
+  ...VERIFY_CODES,
+  ...['no_answer', 'busy', 'failed', 'canceled', 'machine', 'no_number', 'opted_out', 'dial_uncertain', 'dial_interrupted'],
+  ...['message_failed', 'message_uncertain', 'message_interrupted'],
+]);
 
 export interface HubMetrics {
   readonly registry: Registry;
@@ -58,7 +65,7 @@ export function createHubMetrics(sources: { parkedPolls: () => number; watchers:
   return {
     registry,
     recordTransition(event) {
-      const reason = event.reason === undefined ? '' : REASON_LABEL_RE.test(event.reason) ? event.reason : 'other';
+      const reason = event.reason === undefined ? '' : KNOWN_REASONS.has(event.reason) ? event.reason : 'other';
       transitions.inc({ state: event.to, reason });
       if (event.to === 'claimed' && event.pendingMs !== undefined) startToAccept.observe(event.pendingMs / 1000);
     },

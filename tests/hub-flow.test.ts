@@ -341,10 +341,18 @@ test('healthz answers ok and metrics count transitions by state and reason', asy
   const p = makePayload();
   await postJson(api(url, '/handoffs/start'), 'bob', p.text);
   await postJson(api(url, `/handoffs/${p.id}/reject`), 'alice', JSON.stringify({ reason: 'busy' }));
+  // Reasons an agent makes up are one series, whatever they hold (here, a phone number).
+  for (const k of [0, 1]) {
+    const q = makePayload();
+    await postJson(api(url, '/handoffs/start'), 'bob', q.text);
+    await postJson(api(url, `/handoffs/${q.id}/reject`), 'alice', JSON.stringify({ reason: `caller_1555123400${k}` }));
+  }
   const text = await (await fetch(`${url}/metrics`)).text();
-  assert.match(text, /handoff_hub_transitions_total\{state="pending",reason=""\} 1/);
+  assert.match(text, /handoff_hub_transitions_total\{state="pending",reason=""\} 3/);
   assert.match(text, /handoff_hub_transitions_total\{state="rejected",reason="busy"\} 1/);
-  assert.match(text, /handoff_hub_request_duration_seconds_count\{route="\/api\/v1\/handoffs\/start",method="POST",status="201"\} 1/);
+  assert.match(text, /handoff_hub_transitions_total\{state="rejected",reason="other"\} 2/);
+  assert.doesNotMatch(text, /15551234/);
+  assert.match(text, /handoff_hub_request_duration_seconds_count\{route="\/api\/v1\/handoffs\/start",method="POST",status="201"\} 3/);
 });
 
 test('an accept repeated with the proposed claim token returns the same claim; another token gets 409', async (t) => {
