@@ -9,6 +9,7 @@
  * acknowledged is lost. `close()` is idempotent.
  */
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { serve } from '@hono/node-server';
 import type { Logger } from 'pino';
@@ -183,7 +184,28 @@ function listen(app: HubApp, host: string, port: number): Promise<[Server, Addre
       reject(new HandoffError('UNAVAILABLE', `cannot listen on ${host}:${port}: ${err.message}`, { cause: err }));
     };
     server.once('error', onError);
+    server.on('clientError', answerMalformed);
   });
+}
+
+/**
+ * A request Node's parser refuses (a negative Content-Length, both Content-Length and chunked,
+ * a broken request line) never reaches the app; it gets the same error shape as every other
+ * refusal, `{"error":{"code","message"}}`, instead of Node's bare 400, and the connection closes.
+ */
+function answerMalformed(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, code, message] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? ['408 Request Timeout', 'TIMEOUT', 'the request did not arrive in time']
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? ['431 Request Header Fields Too Large', 'BAD_REQUEST', 'request headers too large']
+        : ['400 Bad Request', 'BAD_REQUEST', 'malformed HTTP request'];
+  const body = JSON.stringify({ error: { code, message } });
+  socket.end(`HTTP/1.1 ${status}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
 
 /**

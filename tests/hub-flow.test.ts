@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { HubClient } from '../agent-listener/hub-client.js';
@@ -372,4 +373,23 @@ test('an accept repeated with the proposed claim token returns the same claim; a
   assert.deepEqual(again, first);
   await assert.rejects(alice.accept(p.payload.handoff_id, { claim_token: `${token}-other` }), (e: unknown) => (e as { code?: string }).code === 'ALREADY_CLAIMED');
   await assert.rejects(alice.accept(p.payload.handoff_id, { claim_token: 'short' }), (e: unknown) => (e as { code?: string }).code === 'BAD_REQUEST');
+});
+
+test("a request Node's HTTP parser refuses gets the hub's error shape, and the hub goes on serving", async (t) => {
+  const { url } = await startTestHub(t);
+  const { hostname, port } = new URL(url);
+  const raw = (request: string) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), hostname, () => socket.end(request));
+      let reply = '';
+      socket.setEncoding('utf8').on('data', (d: string) => (reply += d));
+      socket.on('end', () => resolve(reply)).on('error', reject);
+    });
+  for (const framing of ['Content-Length: -1', 'Content-Length: 2\r\nTransfer-Encoding: chunked']) {
+    const reply = await raw(`POST /api/v1/handoffs/start HTTP/1.1\r\nHost: x\r\n${framing}\r\n\r\n{}`);
+    assert.match(reply, /^HTTP\/1\.1 400 Bad Request\r\n/, framing);
+    assert.deepEqual(JSON.parse(reply.slice(reply.indexOf('\r\n\r\n') + 4)), { error: { code: 'BAD_REQUEST', message: 'malformed HTTP request' } });
+  }
+  const health = await fetch(`${url}/healthz`);
+  assert.equal(health.status, 200);
 });
