@@ -164,6 +164,13 @@ const AcceptBodySchema = z.strictObject({
   claim_token: z.string().regex(/^[A-Za-z0-9_-]{32,128}$/, 'must be 32 to 128 base64url characters').optional(),
 });
 
+/** A query parameter given at most once: `?agent=a&agent=b` is refused, not read as one of them. */
+function queryOnce(c: Context<HubEnv>, name: string): string | undefined {
+  const values = c.req.queries(name);
+  if (values !== undefined && values.length > 1) throw new HandoffError('BAD_REQUEST', `query parameter ${name} is given more than once`);
+  return values?.[0];
+}
+
 /** True when the request says it carries a body. */
 function hasBody(c: Context<HubEnv>): boolean {
   const length = c.req.header('content-length');
@@ -323,10 +330,10 @@ export function createHubApp(options: HubAppOptions): HubApp {
 
   app.get('/api/v1/handoffs/poll', async (c) => {
     const agent = c.get('agent');
-    const wanted = c.req.query('agent');
+    const wanted = queryOnce(c, 'agent');
     if (wanted === undefined || wanted === '') throw new HandoffError('BAD_REQUEST', 'query parameter agent is required');
     if (wanted !== agent) throw new HandoffError('FORBIDDEN', 'an agent may only poll for itself');
-    const waitMs = parseWaitMs(c.req.query('wait'), limits.maxWaitSec);
+    const waitMs = parseWaitMs(queryOnce(c, 'wait'), limits.maxWaitSec);
     const deadline = performance.now() + waitMs;
 
     let found = await pendingFor(agent);
@@ -397,8 +404,8 @@ export function createHubApp(options: HubAppOptions): HubApp {
   app.get('/api/v1/handoffs/:id', async (c) => {
     const agent = c.get('agent');
     const id = idParam(c);
-    const waitMs = parseWaitMs(c.req.query('wait'), limits.maxWaitSec);
-    const since = parseState(c.req.query('since'));
+    const waitMs = parseWaitMs(queryOnce(c, 'wait'), limits.maxWaitSec);
+    const since = parseState(queryOnce(c, 'since'));
     const deadline = performance.now() + waitMs;
 
     let parked: Parked | undefined = waitMs > 0 ? waiters.watch(id, { agent, waitMs, signal: c.req.raw.signal }) : undefined;

@@ -43,6 +43,10 @@ test('a known agent acting outside its role → 403 FORBIDDEN on every endpoint;
 
   const spy = await getText(api(url, '/handoffs/poll?agent=alice'), 'gordon');
   assert.equal(spy.status, 403, 'poll: only for oneself');
+  const twice = await getText(api(url, '/handoffs/poll?agent=gordon&agent=alice'), 'gordon');
+  assert.equal(twice.status, 400, 'a repeated parameter is refused, not read as one of its values');
+  assert.match(JSON.parse(twice.text).error.message, /agent is given more than once/);
+  assert.equal((await getText(api(url, `/handoffs/${p.id}?wait=1&wait=2`), 'bob')).status, 400);
 
   const byInitiator = await postJson(api(url, `/handoffs/${p.id}/accept`), 'bob', '');
   assert.equal(byInitiator.status, 403, 'accept: only the target');
