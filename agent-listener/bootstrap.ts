@@ -133,6 +133,23 @@ export function bootstrapPath(dir: string, handoffId: string): string {
 }
 
 /**
+ * Refuses (CONFIG) a directory that every user may write: another user could plant files the
+ * listener or the voice server then trust (bootstrap files, journals, the opt-out list), or take
+ * a file's name first. A directory not there yet is fine: it is created 0700.
+ */
+export async function assertPrivateDir(dir: string, what: string): Promise<void> {
+  let st;
+  try {
+    st = await fs.stat(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new HandoffError('IO', `cannot look at the ${what} ${dir}`, { cause: err });
+  }
+  if (!st.isDirectory()) throw new HandoffError('CONFIG', `the ${what} ${dir} is not a directory`);
+  if ((st.mode & 0o002) !== 0) throw new HandoffError('CONFIG', `the ${what} ${dir} is writable by every user (chmod o-w ${dir})`);
+}
+
+/**
  * Writes `content` to `file` atomically and durably: temporary file in the same directory, fsync,
  * rename, directory fsync. The mode applies from creation (no window with wider permissions).
  * @throws HandoffError IO when any step fails; the target file is then unchanged.

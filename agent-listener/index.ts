@@ -7,7 +7,7 @@
  */
 
 /** Writes and reads the gptme-voice bootstrap file; composes the resume context (IO, INVALID_ID). */
-export { BOOTSTRAP_SOURCE, bootstrapPath, buildBootstrap, composeResumeContext, DEFAULT_RESUME_WINDOW_SEC, readBootstrap, writeBootstrap, writeFileAtomic } from './bootstrap.js';
+export { assertPrivateDir, BOOTSTRAP_SOURCE, bootstrapPath, buildBootstrap, composeResumeContext, DEFAULT_RESUME_WINDOW_SEC, readBootstrap, writeBootstrap, writeFileAtomic } from './bootstrap.js';
 export type { BootstrapFile } from './bootstrap.js';
 
 /** Follows calls by validated status callbacks, with polling as a safety net. */

@@ -13,7 +13,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { HandoffError, isSafeId, parseIsoTime } from '../protocol/index.js';
-import { writeFileAtomic } from './bootstrap.js';
+import { assertPrivateDir, writeFileAtomic } from './bootstrap.js';
 
 /** How far the delivery of one handoff got. Order matters: phases only move forward. */
 export const DELIVERY_PHASES = Object.freeze([
@@ -70,6 +70,7 @@ export class ListenerState {
    * @throws HandoffError IO when the directory cannot be created or read.
    */
   static async open(dir: string): Promise<ListenerState> {
+    await assertPrivateDir(dir, 'state dir');
     const state = new ListenerState(dir);
     try {
       await fs.mkdir(path.join(dir, 'handoffs'), { recursive: true, mode: 0o700 });

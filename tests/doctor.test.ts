@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { chmod, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { test } from 'node:test';
+import { ListenerState } from '../agent-listener/state.js';
 import { doctor } from '../cli/commands/doctor-impl.js';
-import { ERROR_CODES, keyFilePath, writeKeyFile } from '../protocol/index.js';
+import { ERROR_CODES, HandoffError, keyFilePath, writeKeyFile } from '../protocol/index.js';
 import { runCli } from './helpers/cli.js';
 import { makePayload, postJson, startTestHub, TEST_TOKENS } from './helpers/hub.js';
 import { auditEvents } from './helpers/spool-inspect.js';
@@ -94,4 +95,20 @@ test('doctor against a hub without /api/v1/whoami (older, or behind a path prefi
   const token = r.checks.find((c) => c.check === 'hub token');
   assert.deepEqual([token?.status, token?.fix], ['warn', 'upgrade the hub']);
   assert.deepEqual(seen, ['/relay/healthz', '/relay/api/v1/whoami']);
+});
+
+test('a state or bootstrap dir that every user may write is refused by the listener and failed by doctor', async (t) => {
+  const dir = await tmpDir(t);
+  const open = path.join(dir, 'open');
+  await mkdir(open);
+  await chmod(open, 0o1777); // even with the sticky bit: another user can take a file's name first
+  await assert.rejects(ListenerState.open(open), (err: unknown) => err instanceof HandoffError && err.code === 'CONFIG' && /writable by every user \(chmod o-w /.test(err.message));
+  assert.ok(await ListenerState.open(path.join(dir, 'fresh')), 'a directory not there yet is created, private');
+
+  const config = path.join(dir, 'none.json');
+  await writeFile(config, '{}');
+  const r = await doctor({ agent: 'alice', spool: path.join(dir, 'spool'), keys: path.join(dir, 'keys'), bootstrapDir: open, stateDir: path.join(dir, 'state'), config }, {});
+  const boot = r.checks.find((c) => c.check === 'bootstrap dir');
+  assert.deepEqual([boot?.status, boot?.fix], ['fail', `chmod o-w ${open}`]);
+  assert.equal(r.checks.find((c) => c.check === 'state dir')?.status, 'ok');
 });

@@ -5,12 +5,11 @@
  */
 import { constants as fsConstants } from 'node:fs';
 import { access, readdir, stat } from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { request } from 'undici';
-import { assertDialTarget, hubEndpoint } from '../../agent-listener/index.js';
+import { assertDialTarget, assertPrivateDir, hubEndpoint } from '../../agent-listener/index.js';
 import { AGENT_NAME_RE, E164_RE, readKeyFile, toHandoffError } from '../../protocol/index.js';
-import { readSecret, resolveConfig, type ResolvedConfig } from '../config.js';
+import { readSecret, resolveConfig, stateDirOf, type ResolvedConfig } from '../config.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 
@@ -143,7 +142,7 @@ async function dirChecks(cfg: ResolvedConfig): Promise<Check[]> {
   const out: Check[] = [];
   const dirs: Array<[string, string | undefined, string]> = [
     ['bootstrap dir', c.bootstrapDir, 'set bootstrap_dir to <voice server state dir>/handoffs'],
-    ['state dir', c.stateDir ?? (c.agent ? path.join(os.homedir(), '.local', 'state', 'handoff', c.agent) : undefined), 'set state_dir'],
+    ['state dir', c.agent ? stateDirOf(c, c.agent) : c.stateDir, 'set state_dir'],
     ['spool', c.spool, ''],
   ];
   for (const [check, dir, fix] of dirs) {
@@ -152,7 +151,12 @@ async function dirChecks(cfg: ResolvedConfig): Promise<Check[]> {
       continue;
     }
     const problem = await writableDir(dir);
-    out.push(problem ? { check, status: 'fail', detail: `${dir} is not writable (${problem})`, fix: `mkdir -p ${dir} && chown $USER ${dir}` } : { check, status: 'ok', detail: dir });
+    if (problem) {
+      out.push({ check, status: 'fail', detail: `${dir} is not writable (${problem})`, fix: `mkdir -p ${dir} && chown $USER ${dir}` });
+      continue;
+    }
+    const open = check === 'spool' ? undefined : await assertPrivateDir(dir, check).then(() => undefined, (err: unknown) => toHandoffError(err).message);
+    out.push(open ? { check, status: 'fail', detail: open, fix: `chmod o-w ${dir}` } : { check, status: 'ok', detail: dir });
   }
   return out;
 }

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import pino from 'pino';
-import { abortableSleep, assertDialTarget, CallEventHub, createCallWebhookApp, DryRunDialer, followCallByPolling, HubClient, HubSource, Listener, ListenerState, LocalSource, sleep, statusCallbackUrl, type CallFollower, type DialTarget, type Dialer, type ListenerEvent, type WorkSource } from '../../agent-listener/index.js';
+import { abortableSleep, assertDialTarget, assertPrivateDir, CallEventHub, createCallWebhookApp, DryRunDialer, followCallByPolling, HubClient, HubSource, Listener, ListenerState, LocalSource, sleep, statusCallbackUrl, type CallFollower, type DialTarget, type Dialer, type ListenerEvent, type WorkSource } from '../../agent-listener/index.js';
 import { callerHash, HandoffError, loadKeyRing, toHandoffError } from '../../protocol/index.js';
 import { REDACT_PATHS } from '../../hub/index.js';
 import { openSpool } from '../../spool/index.js';
@@ -78,6 +78,7 @@ export async function listen(flags: Record<string, unknown>): Promise<void> {
   if (keys.peers().length === 0) throw new HandoffError('KEY_FILE', `no voice-handoff-<peer>.key files in ${c.keysDir}`);
   const target = targetOf(cfg);
   const state = await ListenerState.open(stateDirOf(c, agent));
+  await assertPrivateDir(required(cfg, 'bootstrapDir'), 'bootstrap dir');
   const dialer = await makeDialer(cfg);
   const dryRun = dialer instanceof DryRunDialer;
 
