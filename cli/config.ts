@@ -8,12 +8,21 @@
  * `~/.config/handoff/config.json` if present. A named file that is missing is an error; the default
  * ones being absent is not. Secrets (hub token, Twilio auth token) come only from files or the
  * environment, never from flags, which show up in `ps`.
+ *
+ * An empty value is an error as a flag or in the config file (it would otherwise fall back to the
+ * default unseen); an empty environment variable means unset, as is the convention (`VAR= cmd`).
+ * A number from a flag or the environment is written in plain decimal: `Number()` would also take
+ * `0x10`, `1e1`, ` 5` or an empty string.
+ *
+ * Config and secret files are read with `readSmallFileSync` (the checks of key files): a FIFO,
+ * directory or device is refused at once instead of hanging or failing later; a secret file must
+ * also be private, not a symlink, UTF-8, and a token of printable ASCII.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { AGENT_NAME_RE, E164_RE, HandoffError, parseJson, toJs } from '../protocol/index.js';
+import { AGENT_NAME_RE, E164_RE, HandoffError, parseJson, readSmallFileSync, toJs } from '../protocol/index.js';
 
 /** Where a resolved value came from (shown in errors and by `handoff doctor`). */
 export type Source = 'flag' | 'env' | 'file' | 'default';
@@ -61,7 +70,7 @@ export const SETTINGS = {
   pollWaitSec: { flag: 'pollWait', flagName: '--wait', env: 'HANDOFF_POLL_WAIT_SEC', file: 'poll_wait_sec', default: 25, kind: 'number' },
   host: { flag: 'host', env: 'HANDOFF_HUB_HOST', file: 'hub_server.host', default: '127.0.0.1', kind: 'string' },
   port: { flag: 'port', env: 'HANDOFF_HUB_PORT', file: 'hub_server.port', default: 8787, kind: 'number' },
-  hubConfig: { flag: 'hubConfig', env: 'HANDOFF_HUB_CONFIG', file: 'hub_server.config', kind: 'path' },
+  hubConfig: { flag: 'hubConfig', flagName: '--config', env: 'HANDOFF_HUB_CONFIG', file: 'hub_server.config', kind: 'path' },
   bodyLimit: { flag: 'bodyLimit', env: 'HANDOFF_BODY_LIMIT', file: 'hub_server.body_limit', default: 1_048_576, kind: 'number' },
   maxPending: { flag: 'maxPending', env: 'HANDOFF_MAX_PENDING', file: 'hub_server.max_pending', default: 100, kind: 'number' },
   maxParked: { flag: 'maxParked', env: 'HANDOFF_MAX_PARKED', file: 'hub_server.max_parked', default: 32, kind: 'number' },
@@ -225,19 +234,28 @@ function editDistance(a: string, b: string): number {
   return prev[b.length] as number;
 }
 
+/**
+ * A config file is a few settings and a contacts list: kilobytes. 1 MiB leaves room for thousands
+ * of contacts, and stops a wrong path (a log, a disk image) from being read whole and parsed.
+ */
+export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
+
+/**
+ * A token is tens of bytes (a hub token is 43, a Twilio auth token 32), and servers cap a whole
+ * header block at 8 to 16 KiB: 64 KiB is generous, and still refuses a wrong file at once.
+ */
+export const MAX_SECRET_FILE_BYTES = 64 * 1024;
+
 function readConfigFile(file: string, required: boolean): unknown {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (cause) {
-    if (!required && (cause as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new HandoffError('CONFIG', `cannot read config file ${file}`, { cause });
-  }
+  // Neither O_NOFOLLOW nor a mode check: the file holds no secret, and a symlinked config (a
+  // dotfile manager's) is common.
+  const read = readSmallFileSync(file, { label: `config file ${file}`, code: 'CONFIG', maxBytes: MAX_CONFIG_FILE_BYTES, missingOk: !required });
+  if (read === undefined) return undefined;
   let doc: unknown;
   try {
-    // Our parser, not JSON.parse: its messages give the offset, never a piece of the text (the
-    // file holds phone numbers).
-    doc = toJs(parseJson(text));
+    // Our parser, not JSON.parse: strict UTF-8, duplicate keys refused, and its messages give the
+    // offset, never a piece of the text (the file holds phone numbers).
+    doc = toJs(parseJson(read.bytes));
     if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new Error('the file must hold a JSON object');
   } catch (cause) {
     throw new HandoffError('CONFIG', `config file ${file} is not valid: ${(cause as Error).message}`, { cause });
@@ -246,14 +264,17 @@ function readConfigFile(file: string, required: boolean): unknown {
   return doc;
 }
 
+const DECIMAL_RE = /^-?\d+(\.\d+)?$/;
+
 function coerce(setting: Setting, raw: unknown, source: Source, name: string, home: string): unknown {
   const where = `${name} (from ${source === 'file' ? `config file key "${setting.file}"` : source === 'env' ? `environment ${setting.env}` : source === 'flag' ? flagOf(setting, name) : 'default'})`;
   if (source === 'env' || source === 'flag') {
     if (typeof raw === 'boolean' && setting.kind === 'boolean') return raw;
     const text = String(raw);
     if (setting.kind === 'number') {
-      const n = Number(text);
-      if (text.trim() === '' || !Number.isFinite(n)) throw new HandoffError('CONFIG', `${where}: must be a number, got ${JSON.stringify(text)}`);
+      // Plain decimal only; the sign and the fraction are then judged by the schema.
+      const n = DECIMAL_RE.test(text) ? Number(text) : Number.NaN;
+      if (!Number.isFinite(n)) throw new HandoffError('CONFIG', `${where}: must be a number in plain decimal (like 15 or 0.5), got ${JSON.stringify(text)}`);
       return n;
     }
     if (setting.kind === 'boolean') {
@@ -275,6 +296,7 @@ function flagOf(setting: Setting, name: string): string {
 /** Finds the config file to read: explicit, `HANDOFF_CONFIG`, `./handoff.config.json`, `~/.config/handoff/config.json`. */
 export function locateConfigFile(input: ResolveInput): { file?: string; required: boolean } {
   const env = input.env ?? {};
+  if (input.configFile === '') throw new HandoffError('CONFIG', '--config is empty: name a config file, or leave the option out');
   const explicit = input.configFile ?? env.HANDOFF_CONFIG;
   if (explicit) return { file: path.resolve(input.cwd ?? '.', explicit), required: true };
   const home = input.home ?? os.homedir();
@@ -301,13 +323,18 @@ export function resolveConfig(input: ResolveInput = {}): ResolvedConfig {
   const raw: Record<string, unknown> = {};
   const sources: Partial<Record<SettingName, Source>> = {};
   for (const [name, setting] of Object.entries(SETTINGS) as Array<[SettingName, Setting]>) {
+    const flag = setting.flag ? flags[setting.flag] : undefined;
+    if (flag === '') throw new HandoffError('CONFIG', `${name} (from ${flagOf(setting, name)}): is empty; give a value, or leave the option out`);
+    const inFile = fileDoc === undefined ? undefined : fromDotted(fileDoc, setting.file);
+    if (inFile === '') throw new HandoffError('CONFIG', `${name} (from config file ${located.file} key "${setting.file}"): is empty; give a value, or remove the key`);
     const candidates: Array<[Source, unknown]> = [
-      ['flag', setting.flag ? flags[setting.flag] : undefined],
-      ['env', setting.env ? env[setting.env] : undefined],
-      ['file', fileDoc === undefined ? undefined : fromDotted(fileDoc, setting.file)],
+      ['flag', flag],
+      // An empty environment variable is unset, as usual (`HANDOFF_TOKEN= handoff …`).
+      ['env', setting.env && env[setting.env] !== '' ? env[setting.env] : undefined],
+      ['file', inFile],
       ['default', setting.default],
     ];
-    const hit = candidates.find(([, v]) => v !== undefined && v !== '');
+    const hit = candidates.find(([, v]) => v !== undefined);
     if (!hit) continue;
     raw[name] = coerce(setting, hit[1], hit[0], name, home);
     sources[name] = hit[0];
@@ -325,24 +352,36 @@ export function resolveConfig(input: ResolveInput = {}): ResolvedConfig {
   return { config: parsed.data, sources, ...(located.file && fileDoc !== undefined ? { file: located.file } : {}) };
 }
 
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** What a token can hold: it travels in an HTTP header, where anything else fails every request. */
+const TOKEN_RE = /^[\x21-\x7e]+$/;
+
 /**
- * Reads a secret from the environment or a file, never from a flag. The file must not be readable
- * by others, like a key file.
- * @throws HandoffError CONFIG when neither gives a value or the file is unsafe.
+ * Reads a secret from the environment or a file, never from a flag. The file is checked like a key
+ * file: a regular file (a FIFO must not hang the start), not a symlink, not readable by others, at
+ * most 64 KiB; its text must be UTF-8 and the token, trimmed, printable ASCII without spaces.
+ * Messages name the file and what is wrong, never the content.
+ * @throws HandoffError CONFIG when neither gives a value or the file or the token is unusable.
  */
 export function readSecret(what: string, envValue: string | undefined, file: string | undefined): string {
-  if (envValue) return envValue.trim();
+  if (envValue) return checkToken(envValue.trim(), `${what} from the environment`);
   if (!file) throw new HandoffError('CONFIG', `${what} is not configured`);
-  let st;
+  const label = `${what} file ${file}`;
+  const { bytes } = readSmallFileSync(file, { label, code: 'CONFIG', maxBytes: MAX_SECRET_FILE_BYTES, noFollow: true, private: true });
+  let text: string;
   try {
-    st = statSync(file);
+    text = STRICT_UTF8.decode(bytes);
   } catch (cause) {
-    throw new HandoffError('CONFIG', `${what} file ${file} cannot be read`, { cause });
+    throw new HandoffError('CONFIG', `${label} is not UTF-8 text`, { cause });
   }
-  if ((st.mode & 0o077) !== 0) throw new HandoffError('CONFIG', `${what} file ${file} is readable by others (run chmod 600)`);
-  const text = readFileSync(file, 'utf8').trim();
-  if (!text) throw new HandoffError('CONFIG', `${what} file ${file} is empty`);
-  return text;
+  return checkToken(text.trim(), label);
+}
+
+function checkToken(token: string, where: string): string {
+  if (token === '') throw new HandoffError('CONFIG', `${where} is empty`);
+  if (!TOKEN_RE.test(token)) throw new HandoffError('CONFIG', `${where} holds characters a token cannot have (only printable ASCII, no spaces or line breaks)`);
+  return token;
 }
 
 /** The listener's state directory: `stateDir`, else `~/.local/state/handoff/<agent>`. */

@@ -7,18 +7,22 @@
  * hashed and compared with every stored hash in constant time (no early exit), so neither the
  * content nor the position of a match leaks through timing.
  *
- * The file is refused when others can read or write it, or when it is a symlink (the same rule as
- * key files). Every write is atomic: a temporary file in the same directory, fsync, rename, fsync
- * of the directory; concurrent `add-agent`/`remove-agent` runs are serialised by a lock file.
+ * The file is read as key files are (`readSmallFile`): refused when others can read or write it,
+ * when it is a symlink, not a regular file (a FIFO must not hang the hub) or over 1 MiB (some ten
+ * thousand agents). It is parsed strictly: a duplicate key is refused (JSON.parse would keep the
+ * last "bob" silently), and so are two agents with the same token hash (a token must name one
+ * agent; the hub would otherwise answer with whichever came first). Every write is atomic: a
+ * temporary file in the same directory, fsync, rename, fsync of the directory; concurrent
+ * `add-agent`/`remove-agent` runs are serialised by a lock file.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { lstat, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, rename, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { z } from 'zod';
 import type { MiddlewareHandler } from 'hono';
-import { AGENT_NAME_RE, HandoffError } from '../protocol/index.js';
+import { AGENT_NAME_RE, HandoffError, parseJson, readSmallFile, toJs } from '../protocol/index.js';
 
 const HubConfigSchema = z.object({
   agents: z.record(
@@ -55,42 +59,61 @@ export function emptyHubConfig(): HubConfig {
   return { agents: {} };
 }
 
+/** A hub config is about 100 bytes per agent: 1 MiB is some ten thousand agents. */
+const MAX_HUB_CONFIG_BYTES = 1024 * 1024;
+
 /**
  * Reads and checks a hub config file.
- * @throws HandoffError CONFIG when it is missing (unless `missingOk`), a symlink, readable or
- *   writable by others, or not a valid config.
+ * @throws HandoffError CONFIG when it is missing (unless `missingOk`), a symlink, not a regular
+ *   file, readable or writable by others, over 1 MiB, not valid JSON (a duplicate key included),
+ *   not a valid config, or gives two agents the same token hash.
  */
 export async function loadHubConfig(file: string, options: { missingOk?: boolean } = {}): Promise<{ config: HubConfig; stamp?: ConfigStamp }> {
-  let info;
-  try {
-    info = await lstat(file);
-  } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code === 'ENOENT' && options.missingOk) return { config: emptyHubConfig() };
-    throw new HandoffError('CONFIG', `cannot read hub config ${file}`, { cause });
-  }
-  if (info.isSymbolicLink()) throw new HandoffError('CONFIG', `hub config ${file} is a symlink; refusing it`);
-  if (!info.isFile()) throw new HandoffError('CONFIG', `hub config ${file} is not a regular file`);
-  if ((info.mode & 0o077) !== 0) {
-    throw new HandoffError('CONFIG', `hub config ${file} is accessible by others (mode ${(info.mode & 0o777).toString(8)}); run chmod 600`);
-  }
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (cause) {
-    throw new HandoffError('CONFIG', `cannot read hub config ${file}`, { cause });
-  }
+  const loaded = await readHubConfig(file, options);
+  checkDistinctTokens(loaded.config, `hub config ${file}`);
+  return loaded;
+}
+
+/** `loadHubConfig` without the check of distinct token hashes, which `updateConfig` makes after its change. */
+async function readHubConfig(file: string, options: { missingOk?: boolean }): Promise<{ config: HubConfig; stamp?: ConfigStamp }> {
+  const read = await readSmallFile(file, {
+    label: `hub config ${file}`,
+    code: 'CONFIG',
+    maxBytes: MAX_HUB_CONFIG_BYTES,
+    noFollow: true,
+    private: true,
+    missingOk: options.missingOk ?? false,
+  });
+  if (read === undefined) return { config: emptyHubConfig() };
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    // Our parser, not JSON.parse, which keeps the last of two "bob" keys without a word.
+    raw = toJs(parseJson(read.bytes));
   } catch (cause) {
-    throw new HandoffError('CONFIG', `hub config ${file} is not valid JSON`, { cause });
+    throw new HandoffError('CONFIG', `hub config ${file} is not valid JSON: ${(cause as Error).message}`, { cause });
   }
   const parsed = HubConfigSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new HandoffError('CONFIG', `hub config ${file}: ${issue ? `${issue.path.join('.')} ${issue.message}` : 'invalid'}`);
   }
-  return { config: parsed.data, stamp: { ino: info.ino, size: info.size, mtimeMs: info.mtimeMs } };
+  const { ino, size, mtimeMs } = read.stat;
+  return { config: parsed.data, stamp: { ino, size, mtimeMs } };
+}
+
+/**
+ * Refuses two agents with the same token hash: the token would name both, and the hub would answer
+ * with whichever came first.
+ */
+function checkDistinctTokens(config: HubConfig, where: string): void {
+  const seen = new Map<string, string>();
+  for (const [name, { token_sha256 }] of Object.entries(config.agents)) {
+    const other = seen.get(token_sha256);
+    if (other !== undefined) {
+      throw new HandoffError('CONFIG', `${where}: agents "${other}" and "${name}" have the same token_sha256; give one of them a new token (hub add-agent) or remove it`);
+    }
+    seen.set(token_sha256, name);
+  }
 }
 
 /** The stamp of a config file now, or undefined when it does not exist. */
@@ -143,8 +166,11 @@ async function updateConfig<T>(file: string, change: (config: HubConfig) => T): 
     throw new HandoffError('CONFIG', `cannot lock hub config ${file}`, { cause });
   }
   try {
-    const { config } = await loadHubConfig(file, { missingOk: true });
+    // Two agents sharing a token hash are checked after the change, so that add-agent or
+    // remove-agent of one of them is the way out.
+    const { config } = await readHubConfig(file, { missingOk: true });
     const result = change(config);
+    checkDistinctTokens(config, `hub config ${file}`);
     await writeConfigAtomically(file, config);
     return result;
   } finally {
@@ -185,9 +211,13 @@ export class HubAuth {
     this.replace(config);
   }
 
-  /** Swaps in a newly loaded config (the hub reloads its file when it changes). */
+  /**
+   * Swaps in a newly loaded config (the hub reloads its file when it changes).
+   * @throws HandoffError CONFIG when two agents have the same token hash; the old agents stay.
+   */
   replace(config: HubConfig): void {
     const parsed = HubConfigSchema.parse(config);
+    checkDistinctTokens(parsed, 'hub config');
     this.#entries = Object.entries(parsed.agents).map(([name, { token_sha256 }]) => ({ name, hash: Buffer.from(token_sha256, 'hex') }));
   }
 

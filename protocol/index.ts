@@ -55,11 +55,14 @@ export {
   keyFilePath,
   keyRingFromSecrets,
   loadKeyRing,
+  MAX_KEY_FILE_BYTES,
   MIN_SECRET_BYTES,
   parseKeyText,
   readKeyFile,
+  readSmallFile,
+  readSmallFileSync,
   RECOMMENDED_SECRET_BYTES,
   writeKeyFile,
 } from './keys.js';
-export type { KeyRing } from './keys.js';
+export type { KeyRing, SmallFile, SmallFileRules } from './keys.js';
 export { isoMillis, isoSeconds, parseIsoTime } from './time.js';

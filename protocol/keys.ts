@@ -5,17 +5,18 @@
  * accepted secrets during a rotation; the first one signs.
  *
  * A key file is refused when it is a symlink (it could be swapped to point anywhere), readable or
- * writable by group or others, not a regular file, empty, or shorter than `MIN_SECRET_BYTES`; and
- * when its text could not be the same secret on the reference's side: bytes that are not UTF-8
- * (decoding would silently replace them, collapsing different binary keys into one) or a carriage
- * return (a file saved with CRLF: the reference keeps the CR in its secret, so stripping it here
- * would make every signature disagree; refusing says why).
+ * writable by group or others, not a regular file, over 64 KiB, empty, or shorter than
+ * `MIN_SECRET_BYTES`; and when its text could not be the same secret on the reference's side: bytes
+ * that are not UTF-8 (decoding would silently replace them, collapsing different binary keys into
+ * one) or a carriage return (a file saved with CRLF: the reference keeps the CR in its secret, so
+ * stripping it here would make every signature disagree; refusing says why). Config and token
+ * files are read through the same `readSmallFile`.
  */
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { HandoffError } from './errors.js';
+import { HandoffError, type ErrorCode } from './errors.js';
 import { AGENT_NAME_RE } from './payload.js';
 
 /** Secrets shorter than this are refused outright. */
@@ -55,6 +56,154 @@ export function decodeKeyBytes(bytes: Uint8Array, where: string): string {
   }
 }
 
+/** A key file holds a few lines of secrets; anything near this size is the wrong file. */
+export const MAX_KEY_FILE_BYTES = 64 * 1024;
+
+/** How `readSmallFile` checks a file before it reads it. */
+export interface SmallFileRules {
+  /** Names the file in every message, e.g. "hub token file /etc/handoff/token". */
+  label: string;
+  /** The code of every refusal. */
+  code: ErrorCode;
+  /** More bytes than this are refused (the file is never read past it). */
+  maxBytes: number;
+  /** Refuse a symlink: it could be swapped to point anywhere. */
+  noFollow?: boolean;
+  /** Refuse a file that group or others may read or write (mode & 0o077). */
+  private?: boolean;
+  /** Give undefined, not an error, when the file does not exist. */
+  missingOk?: boolean;
+}
+
+/** The bytes of a file read by `readSmallFile`, and the status of the very file they came from. */
+export interface SmallFile {
+  bytes: Buffer;
+  stat: Stats;
+}
+
+const READ_CHUNK = 64 * 1024;
+
+// O_NONBLOCK keeps a FIFO (or a device) from hanging the open itself, where no signal handler
+// runs; the fstat of the opened file then refuses it. On a regular file the flag changes nothing.
+// O_NOFOLLOW makes a symlink fail the open: no gap between a check and the open.
+function openFlags(rules: SmallFileRules): number {
+  return fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | (rules.noFollow ? fsConstants.O_NOFOLLOW : 0);
+}
+
+function openError(file: string, rules: SmallFileRules, cause: unknown): HandoffError {
+  const code = (cause as NodeJS.ErrnoException).code;
+  // Linux and macOS say ELOOP when O_NOFOLLOW meets a symlink, FreeBSD says EMLINK.
+  const why =
+    rules.noFollow && (code === 'ELOOP' || code === 'EMLINK')
+      ? 'is a symlink; refusing it'
+      : code === 'ENOENT'
+        ? 'does not exist'
+        : code === 'EACCES'
+          ? 'cannot be opened (permission denied)'
+          : `cannot be opened (${code ?? 'unknown error'})`;
+  return new HandoffError(rules.code, `${rules.label} ${why}`, { cause });
+}
+
+function kindOf(st: Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  return 'not a plain file';
+}
+
+/** The checks on the opened file's own status (not on the path, which may have changed). */
+function checkStat(st: Stats, rules: SmallFileRules): void {
+  if (!st.isFile()) throw new HandoffError(rules.code, `${rules.label} is not a regular file (${kindOf(st)})`);
+  if (rules.private && (st.mode & 0o077) !== 0) {
+    const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+    const who = (st.mode & 0o044) !== 0 ? 'others can read it' : 'others can write it';
+    throw new HandoffError(rules.code, `${rules.label} has mode ${mode}; ${who} (run chmod 600)`);
+  }
+  if (st.size > rules.maxBytes) throw tooLarge(rules);
+}
+
+function tooLarge(rules: SmallFileRules): HandoffError {
+  const limit = rules.maxBytes % 1024 === 0 ? `${rules.maxBytes / 1024} KiB` : `${rules.maxBytes} bytes`;
+  return new HandoffError(rules.code, `${rules.label} is larger than ${limit}; is it the right file?`);
+}
+
+/**
+ * Reads a small file safely, as every config, token and key file is read: opened without
+ * following a symlink (when asked) and without blocking, then refused unless the opened file is a
+ * regular file, private (when asked) and at most `maxBytes` long. Never puts the content in a
+ * message.
+ * @throws HandoffError `rules.code` naming the file and what is wrong.
+ */
+export async function readSmallFile(file: string, rules: SmallFileRules & { missingOk?: false }): Promise<SmallFile>;
+export async function readSmallFile(file: string, rules: SmallFileRules): Promise<SmallFile | undefined>;
+export async function readSmallFile(file: string, rules: SmallFileRules): Promise<SmallFile | undefined> {
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(file, openFlags(rules));
+  } catch (cause) {
+    if (rules.missingOk && (cause as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw openError(file, rules, cause);
+  }
+  try {
+    const stat = await handle.stat();
+    checkStat(stat, rules);
+    // Read to the end, not to stat.size: the file may have grown since, and some report size 0.
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(READ_CHUNK);
+      const { bytesRead } = await handle.read(chunk, 0, READ_CHUNK, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      if (total > rules.maxBytes) throw tooLarge(rules);
+      chunks.push(chunk.subarray(0, bytesRead));
+    }
+    return { bytes: Buffer.concat(chunks, total), stat };
+  } catch (cause) {
+    if (cause instanceof HandoffError) throw cause;
+    throw new HandoffError(rules.code, `${rules.label} cannot be read (${(cause as NodeJS.ErrnoException).code ?? 'unknown error'})`, { cause });
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * `readSmallFile` for synchronous callers (configuration is resolved before anything starts).
+ * @throws HandoffError `rules.code` as `readSmallFile`.
+ */
+export function readSmallFileSync(file: string, rules: SmallFileRules & { missingOk?: false }): SmallFile;
+export function readSmallFileSync(file: string, rules: SmallFileRules): SmallFile | undefined;
+export function readSmallFileSync(file: string, rules: SmallFileRules): SmallFile | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, openFlags(rules));
+  } catch (cause) {
+    if (rules.missingOk && (cause as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw openError(file, rules, cause);
+  }
+  try {
+    const stat = fstatSync(fd);
+    checkStat(stat, rules);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(READ_CHUNK);
+      const bytesRead = readSync(fd, chunk, 0, READ_CHUNK, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      if (total > rules.maxBytes) throw tooLarge(rules);
+      chunks.push(chunk.subarray(0, bytesRead));
+    }
+    return { bytes: Buffer.concat(chunks, total), stat };
+  } catch (cause) {
+    if (cause instanceof HandoffError) throw cause;
+    throw new HandoffError(rules.code, `${rules.label} cannot be read (${(cause as NodeJS.ErrnoException).code ?? 'unknown error'})`, { cause });
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Splits key file text into secrets: one per line, the final newline ignored. */
 export function parseKeyText(text: string, where: string): { secrets: Buffer[]; warnings: string[] } {
   const body = text.endsWith('\n') ? text.slice(0, -1) : text;
@@ -78,31 +227,12 @@ export function parseKeyText(text: string, where: string): { secrets: Buffer[]; 
 
 /**
  * Reads one key file with the safety checks of §3.3.
- * @throws HandoffError KEY_FILE (missing, symlink, not a regular file, mode & 0o077, not UTF-8, CR,
- *   empty, short).
+ * @throws HandoffError KEY_FILE (missing, symlink, not a regular file, mode & 0o077, over 64 KiB,
+ *   not UTF-8, CR, empty, short).
  */
 export async function readKeyFile(file: string): Promise<{ secrets: Buffer[]; warnings: string[] }> {
-  let handle: fs.FileHandle;
-  try {
-    // O_NOFOLLOW closes the gap between a check and the open: a symlink fails the open itself.
-    // O_NONBLOCK keeps a FIFO in its place from hanging the open; the stat below refuses it.
-    handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
-  } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    const why = code === 'ELOOP' ? 'is a symlink' : code === 'ENOENT' ? 'does not exist' : `cannot be opened (${code})`;
-    throw new HandoffError('KEY_FILE', `${file} ${why}`, { cause });
-  }
-  try {
-    const st = await handle.stat();
-    if (!st.isFile()) throw new HandoffError('KEY_FILE', `${file} is not a regular file`);
-    if ((st.mode & 0o077) !== 0) {
-      const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-      throw new HandoffError('KEY_FILE', `${file} has mode ${mode}; others can read it (run chmod 600)`);
-    }
-    return parseKeyText(decodeKeyBytes(await handle.readFile(), file), file);
-  } finally {
-    await handle.close();
-  }
+  const { bytes } = await readSmallFile(file, { label: file, code: 'KEY_FILE', maxBytes: MAX_KEY_FILE_BYTES, noFollow: true, private: true });
+  return parseKeyText(decodeKeyBytes(bytes, file), file);
 }
 
 class MapKeyRing implements KeyRing {

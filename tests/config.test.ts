@@ -65,7 +65,7 @@ test('errors name the setting, its source and what is wrong', async (t) => {
     [{ home: dir, cwd: dir, env: { HANDOFF_TTL_SEC: 'soon' } }, /^ttlSec \(from environment HANDOFF_TTL_SEC\): must be a number/],
     [{ home: dir, cwd: dir, flags: { port: '70000' } }, /^port \(from --port\): must be a port number/],
     [{ home: dir, cwd: dir, env: { HANDOFF_HUB_URL: 'ftp://x' } }, /^hubUrl \(from environment HANDOFF_HUB_URL\): must be a http:\/\/ or https:\/\/ URL/],
-    [{ home: dir, configFile: path.join(dir, 'missing.json') }, /cannot read config file/],
+    [{ home: dir, configFile: path.join(dir, 'missing.json') }, /^config file .*missing\.json does not exist$/],
   ];
   for (const [input, pattern] of cases) {
     assert.throws(() => resolveConfig(input), (e: unknown) => e instanceof HandoffError && e.code === 'CONFIG' && pattern.test(e.message), String(pattern));
@@ -118,7 +118,7 @@ test('secrets come from the environment or a private file only', async (t) => {
   assert.equal(readSecret('hub token', undefined, file), 'tok-123');
   assert.equal(readSecret('hub token', 'from-env', file), 'from-env');
   await chmod(file, 0o644);
-  assert.throws(() => readSecret('hub token', undefined, file), /readable by others/);
+  assert.throws(() => readSecret('hub token', undefined, file), /hub token file .*token has mode 0644; others can read it \(run chmod 600\)$/);
   assert.throws(() => readSecret('hub token', undefined, undefined), /hub token is not configured/);
 });
 
