@@ -72,7 +72,7 @@ import {
   toJs,
   TranscriptEntrySchema,
 } from '../protocol/index.js';
-import { TERMINAL_STATES } from '../spool/index.js';
+import { MAX_SPOOL_PAYLOAD_BYTES, REASON_CODE_RE, TERMINAL_STATES } from '../spool/index.js';
 import type { HandoffRecord, HandoffState, SpoolApi, TransitionEvent } from '../spool/index.js';
 import { bearerAuth, type HubAuth } from './auth.js';
 import { Janitor } from './janitor.js';
@@ -143,20 +143,19 @@ export type HubApp = Hono<HubEnv> & {
 const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
 const JSON_TYPE_RE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
 const WAIT_RE = /^\d{1,6}(\.\d{1,6})?$/;
-const CODE_LIKE_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
 const STATE_NAMES = Object.freeze(['pending', 'claimed', 'archived', 'rejected'] as const);
 
 // Request bodies are strict: a misspelt field (final_transcirpt) would otherwise be dropped while
 // the hub answers 200, and what the caller meant to store would be lost without a word.
 const CompleteBodySchema = z.strictObject({
   claim_token: z.string().min(1).max(512),
-  outcome: z.string().regex(CODE_LIKE_RE, { message: 'must match [A-Za-z0-9_.:-]{1,64}' }),
+  outcome: z.string().regex(REASON_CODE_RE, { message: 'must match [A-Za-z0-9_.:-]{1,64}' }),
   final_transcript: z.array(TranscriptEntrySchema).max(10_000).optional(),
   notes: z.string().max(10_000).optional(),
 });
 
 const RejectBodySchema = z.strictObject({
-  reason: z.string().regex(CODE_LIKE_RE, { message: 'must match [A-Za-z0-9_.:-]{1,64}' }),
+  reason: z.string().regex(REASON_CODE_RE, { message: 'must match [A-Za-z0-9_.:-]{1,64}' }),
   claim_token: z.string().min(1).max(512).optional(),
 });
 
@@ -188,6 +187,8 @@ function resolveLimits(partial: Partial<HubLimits> | undefined): HubLimits {
     if (!Number.isFinite(value) || value <= 0) throw new HandoffError('CONFIG', `hub limit ${key} must be a positive number`);
   }
   if (limits.maxWaitSec > 300) throw new HandoffError('CONFIG', 'hub limit maxWaitSec must be at most 300');
+  // A body the spool would refuse to store must not pass the HTTP check first.
+  if (limits.bodyLimitBytes > MAX_SPOOL_PAYLOAD_BYTES) throw new HandoffError('CONFIG', `hub body limit must be at most ${MAX_SPOOL_PAYLOAD_BYTES} bytes (what the spool stores)`);
   return limits;
 }
 

@@ -8,7 +8,10 @@
  * depend on them: the cross-process locks (proper-lockfile) and the owner record (owner.ts).
  *
  * Errors are Node's own (`err.code` = `ENOENT`, `EEXIST`, …): the spool branches on those codes and
- * wraps anything unexpected into `HandoffError('IO')`.
+ * wraps anything unexpected into `HandoffError('IO')`. Two codes come from the reads themselves:
+ * `NOT_REGULAR_FILE` (`EFTYPE`) for a name that is not a regular file (a directory, FIFO, socket
+ * or device: a person's or another tool's, never a handoff) and `FILE_TOO_LARGE` (`EFBIG`) for a
+ * file over the caller's limit, both raised before any byte is read.
  */
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
@@ -46,12 +49,22 @@ export interface FsOps {
   mkdir(path: string, mode: number): Promise<boolean>;
   /** Opens a directory and fsyncs it, so that renames/links/unlinks in it survive power loss. */
   fsyncDir(path: string): Promise<void>;
-  readFile(path: string): Promise<Uint8Array>;
-  /** Up to `length` bytes starting at `position` (fewer at the end of the file). */
+  /**
+   * The whole content of a regular file: EFTYPE when `path` is not one (opened without blocking,
+   * so a FIFO cannot hang the read), EFBIG when it holds more than `maxBytes` (checked by fstat
+   * before reading, and again while reading: a file that grows is never read past the limit).
+   */
+  readFile(path: string, maxBytes?: number): Promise<Uint8Array>;
+  /** Up to `length` bytes of a regular file starting at `position` (fewer at its end); EFTYPE as `readFile`. */
   readRange(path: string, position: number, length: number): Promise<Uint8Array>;
   readdir(path: string): Promise<string[]>;
   stat(path: string): Promise<FsStat>;
 }
+
+/** `err.code` of a read of a name that is not a regular file (BSD's "inappropriate file type"). */
+export const NOT_REGULAR_FILE = 'EFTYPE';
+/** `err.code` of a `readFile` of a file larger than the caller's limit. */
+export const FILE_TOO_LARGE = 'EFBIG';
 
 /** The names of the calls that change what is on disk (for fault injection and step counting). */
 export const MUTATING_FS_CALLS = Object.freeze([
@@ -72,6 +85,7 @@ export const MUTATING_FS_CALLS = Object.freeze([
 const openP = promisify(fs.open);
 const writeP = promisify(fs.write);
 const readP = promisify(fs.read);
+const fstatP = promisify(fs.fstat);
 const fsyncP = promisify(fs.fsync);
 const closeP = promisify(fs.close);
 const renameP = promisify(fs.rename);
@@ -82,10 +96,10 @@ const mkdirP = promisify(fs.mkdir);
 const readdirP = promisify(fs.readdir);
 const statP = promisify(fs.stat);
 
-/** First read size of `readFile`: every spool file of an ordinary handoff fits. */
+/** Smallest buffer of `readFile` (it is sized from fstat otherwise, one byte over the file). */
 const READ_CHUNK = 16 * 1024;
 
-const { O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_RDONLY } = fs.constants;
+const { O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_RDONLY, O_NONBLOCK } = fs.constants;
 
 function toStat(s: fs.Stats): FsStat {
   return {
@@ -106,20 +120,52 @@ async function writeAll(fd: number, data: Uint8Array): Promise<void> {
   }
 }
 
+function readError(code: string, message: string, cause?: unknown): NodeJS.ErrnoException {
+  return Object.assign(new Error(message, cause === undefined ? undefined : { cause }), { code });
+}
+
 /**
- * Reads a whole file with open, read, close (no fstat): a short read of a regular file is its
- * end, and spool files are complete before they become visible (tmp, fsync, rename).
+ * Opens `path` for reading only if it is a regular file. O_NONBLOCK makes the open of a FIFO
+ * return at once instead of waiting for a writer (in a pool thread, where it would hold up every
+ * later file-system call and the process's exit); on a regular file the flag changes nothing.
+ * Opening a socket fails with ENXIO: not a regular file either.
  */
-async function readWhole(path: string): Promise<Uint8Array> {
-  const fd = await openP(path, O_RDONLY);
+async function openRegular(path: string): Promise<{ fd: number; size: number }> {
+  let fd: number;
   try {
-    let buf = Buffer.allocUnsafe(READ_CHUNK);
+    fd = await openP(path, O_RDONLY | O_NONBLOCK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENXIO') throw readError(NOT_REGULAR_FILE, `${path} is not a regular file`, err);
+    throw err;
+  }
+  try {
+    const st = await fstatP(fd);
+    if (!st.isFile()) throw readError(NOT_REGULAR_FILE, `${path} is not a regular file`);
+    return { fd, size: st.size };
+  } catch (err) {
+    await closeP(fd).catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Reads a whole regular file of at most `maxBytes` (see `FsOps.readFile`). The buffer is sized from
+ * fstat, so an ordinary file takes one read; a short read is its end (spool files are complete
+ * before they become visible: tmp, fsync, rename).
+ */
+async function readWhole(path: string, maxBytes = Infinity): Promise<Uint8Array> {
+  const { fd, size } = await openRegular(path);
+  try {
+    if (size > maxBytes) throw readError(FILE_TOO_LARGE, `${path} is larger than ${maxBytes} bytes`);
+    // One byte more than the size seen, so that a file that did not grow is done in one read.
+    let buf = Buffer.allocUnsafe(Math.max(READ_CHUNK, size + 1));
     let filled = 0;
     for (;;) {
       const { bytesRead } = await readP(fd, buf, filled, buf.length - filled, null);
       filled += bytesRead;
+      if (filled > maxBytes) throw readError(FILE_TOO_LARGE, `${path} is larger than ${maxBytes} bytes`);
       if (bytesRead === 0 || filled < buf.length) return buf.subarray(0, filled);
-      const bigger = Buffer.allocUnsafe(buf.length * 2);
+      const bigger = Buffer.allocUnsafe(Math.min(buf.length * 2, maxBytes + 1));
       buf.copy(bigger, 0, 0, filled);
       buf = bigger;
     }
@@ -129,7 +175,7 @@ async function readWhole(path: string): Promise<Uint8Array> {
 }
 
 async function readRange(path: string, position: number, length: number): Promise<Uint8Array> {
-  const fd = await openP(path, O_RDONLY);
+  const { fd } = await openRegular(path);
   try {
     const buf = Buffer.alloc(length);
     let filled = 0;

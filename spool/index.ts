@@ -7,11 +7,13 @@ export {
   DEFAULT_FOREIGN_GRACE_MS,
   DEFAULT_LEASE_MS,
   DEFAULT_RECOVERY_GRACE_MS,
+  MAX_SPOOL_FILE_BYTES,
+  MAX_SPOOL_PAYLOAD_BYTES,
   openSpool,
   Spool,
 } from './spool.js';
 export type { SpoolOptions } from './spool.js';
-export { HANDOFF_STATES, TERMINAL_STATES } from './types.js';
+export { HANDOFF_STATES, REASON_CODE_RE, TERMINAL_STATES } from './types.js';
 export type {
   Claim,
   CompleteInput,

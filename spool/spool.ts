@@ -28,8 +28,19 @@
  * nothing is acknowledged otherwise. `tmp/` itself is never fsynced: an entry that reappears there
  * after a power loss is garbage that recovery deletes. Every file-system call goes through `FsOps`.
  *
+ * Names that hold no handoff. A handoff file is a regular file of at most `MAX_SPOOL_FILE_BYTES`.
+ * Every read opens without blocking and checks type and size with fstat before reading a byte
+ * (fs-ops.ts), so a directory, FIFO or huge file that a person or tool put into tmp/ or a state
+ * directory can neither block nor exhaust memory: recovery, sweeps, scans, get and list treat it
+ * as absent and leave it where it is (recovery counts it in `skipped`), except that a file over
+ * the limit in handoff/ is a dropped file that can never be valid, set aside to rejected/_invalid/
+ * unread. `put` and `complete` refuse (TOO_LARGE) to write a file over the limit, so no handoff
+ * that was acknowledged is ever one of these.
+ *
  * Transitions. The rename is the single decision point, so no lock is needed for correctness; a
- * destination that already exists is checked first, because rename would replace it.
+ * destination that already exists is checked first, because rename would replace it. Reasons and
+ * outcomes are short codes (`REASON_CODE_RE`, the hub's rule), never free text: they are copied
+ * into relay facts and audit lines.
  * - put: parse and validate; the id already in claimed/archive/rejected → same payload text:
  *   idempotent (`created: false`), other text: CONFLICT; else write tmp, `link(tmp,
  *   handoff/<id>.json)` (link never replaces: EEXIST → same text idempotent, else CONFLICT),
@@ -66,12 +77,12 @@
  * directory is in the directory's state, reason/outcome `recovered`), and recovery writes exactly
  * that, with `recovered: true`.
  *
- * Recovery (`recover()`, run by `openSpool`, idempotent): deletes tmp files whose writer is gone
- * (another process that has exited, a closed instance of this process, or older than the stale
- * age); adopts foreign names in handoff/; rolls forward files interrupted between rename and
- * rewrite; resolves one id found in several directories by keeping the latest state
- * (archive > rejected > claimed > pending) and removing the others (a copy whose payload text
- * differs is moved to rejected/_conflict/ instead); cuts a half-written audit line.
+ * Recovery (`recover()`, run by `openSpool`, idempotent): deletes tmp files (regular files only)
+ * whose writer is gone (another process that has exited, a closed instance of this process, or
+ * older than the stale age); adopts foreign names in handoff/; rolls forward files interrupted
+ * between rename and rewrite; resolves one id found in several directories by keeping the latest
+ * state (archive > rejected > claimed > pending) and removing the others (a copy whose payload
+ * text differs is moved to rejected/_conflict/ instead); cuts a half-written audit line.
  * An exclusive spool also removes the audit, sweep and purge locks a killed predecessor left,
  * which others would wait out for their stale time. Before any of that, an open is refused while
  * another live process holds the spool exclusively (owner.ts).
@@ -117,12 +128,13 @@ import {
 import { AuditLog, type AuditEvent, type AuditEventName } from './audit.js';
 import { DirSyncer, errnoCode, ioError, newTmpOwner, parseTmpName, TmpWriter, unlessMissing, type TmpOwner } from './durable.js';
 import { decodeIncoming, decodeStoredFile, encodeEnvelope, envelopePrefix, type StoredFile } from './envelope.js';
-import { createRealFsOps, forgetting, refusingWrites, type FsOps, type FsStat } from './fs-ops.js';
+import { createRealFsOps, FILE_TOO_LARGE, forgetting, NOT_REGULAR_FILE, refusingWrites, type FsOps, type FsStat } from './fs-ops.js';
 import { removeLeftoverLock, tryLock } from './lock.js';
 import { KeyedMutex } from './mutex.js';
 import { checkOwner, releaseOwner } from './owner.js';
 import {
   HANDOFF_STATES,
+  REASON_CODE_RE,
   type Claim,
   type CompleteInput,
   type HandoffRecord,
@@ -152,9 +164,21 @@ const STALE_TMP_MS = 10 * 60_000;
  * coarse clock ticks; some file systems keep whole seconds or two).
  */
 const MTIME_SETTLE_MS = 2_000;
-/** Longest accepted reason/outcome: they are copied into relay facts and audit lines. */
-const MAX_REASON_CHARS = 256;
 const MAX_NOTES_CHARS = 8192;
+/**
+ * Largest file the spool reads, checked by stat/fstat before a byte is read: a larger name holds
+ * no handoff. A hub request body is limited to 1 MiB by default, and a spool file is one payload
+ * with relay facts (well under 1 KiB), at most a final transcript and notes as well: 16 MiB leaves
+ * room for a body limit raised far past the default, while a multi-gigabyte file dropped into the
+ * spool can neither fail every scan nor be loaded into memory. `put` and `complete` refuse to
+ * write a file over it (TOO_LARGE), so that nothing acknowledged is ever ignored for its size.
+ */
+export const MAX_SPOOL_FILE_BYTES = 16 * 1024 * 1024;
+/**
+ * Largest payload `put` stores: the file limit less room for the relay facts that a claim, renewal,
+ * rejection or recovery puts around it (a completion, which may add a transcript, checks its own).
+ */
+export const MAX_SPOOL_PAYLOAD_BYTES = MAX_SPOOL_FILE_BYTES - 64 * 1024;
 /** Who the relay names as the actor of its own decisions (expiry, lease expiry, invalid drops). */
 const RELAY_ACTOR = 'relay';
 /** Ids with transitions whose commit failed that are remembered at most (see `#remember`). */
@@ -291,6 +315,29 @@ function checkText(name: string, v: unknown, max: number): string {
   return v;
 }
 
+/** A reject reason or completion outcome: a short code, as the hub accepts it (`REASON_CODE_RE`). */
+function checkCode(name: string, v: unknown): string {
+  if (typeof v !== 'string' || !REASON_CODE_RE.test(v)) {
+    throw new HandoffError('BAD_REQUEST', `${name} must be a short code matching [A-Za-z0-9_.:-]{1,64}, not free text`);
+  }
+  return v;
+}
+
+/**
+ * The envelope of a completion or rejection; TOO_LARGE when it would exceed the file limit (a final
+ * transcript can be long), since every later read would ignore such a file.
+ */
+function finalEnvelope(relay: RelayFacts, payloadText: string): string {
+  const text = encodeEnvelope(relay, payloadText);
+  if (Buffer.byteLength(text, 'utf8') > MAX_SPOOL_FILE_BYTES) {
+    throw new HandoffError('TOO_LARGE', `the final record would exceed ${MAX_SPOOL_FILE_BYTES} bytes (shorten the final transcript or notes)`);
+  }
+  return text;
+}
+
+/** What a read of a name in the spool found: its bytes, nothing (gone), or something that is no handoff file. */
+type ReadResult = Uint8Array | 'missing' | 'skipped';
+
 interface PendingItem {
   entry: PendingEntry;
   payload: ParsedPayload;
@@ -426,6 +473,9 @@ export class Spool implements SpoolApi {
 
   async put(raw: Uint8Array | string): Promise<PutResult> {
     this.#assertWritable();
+    // Bytes, not characters: a string's UTF-8 form is what is written.
+    const size = typeof raw === 'string' ? Buffer.byteLength(raw, 'utf8') : raw?.length;
+    if (size > MAX_SPOOL_PAYLOAD_BYTES) throw new HandoffError('TOO_LARGE', `a payload of more than ${MAX_SPOOL_PAYLOAD_BYTES} bytes cannot be stored`);
     const { payload, payloadText } = decodeIncoming(raw);
     const id = payload.handoff_id;
     assertSafeId(id);
@@ -453,7 +503,7 @@ export class Spool implements SpoolApi {
   async complete(id: string, token: string, input: CompleteInput): Promise<HandoffRecord> {
     this.#assertWritable();
     assertSafeId(id);
-    checkText('outcome', input?.outcome, MAX_REASON_CHARS);
+    checkCode('outcome', input?.outcome);
     if (input.notes !== undefined) checkText('notes', input.notes, MAX_NOTES_CHARS);
     if (input.finalTranscript !== undefined && !Array.isArray(input.finalTranscript)) {
       throw new HandoffError('BAD_REQUEST', 'finalTranscript must be a list');
@@ -464,7 +514,7 @@ export class Spool implements SpoolApi {
   async reject(id: string, input: RejectInput): Promise<HandoffRecord> {
     this.#assertWritable();
     assertSafeId(id);
-    checkText('reason', input?.reason, MAX_REASON_CHARS);
+    checkCode('reason', input?.reason);
     checkText('by', input.by, 64);
     return this.#guard('reject', () => this.#idLock.run(id, () => this.#reject(id, input)));
   }
@@ -797,8 +847,38 @@ export class Spool implements SpoolApi {
     await this.#commitRemembered(id);
   }
 
-  #readIfExists(file: string): Promise<Uint8Array | undefined> {
-    return unlessMissing(this.#fs.readFile(file), undefined);
+  /**
+   * Reads a name in the spool, never blocking on it and never loading more than a spool file can
+   * hold: a name that is not a regular file (a directory or FIFO a person made) or is larger than
+   * `MAX_SPOOL_FILE_BYTES` holds no handoff and is 'skipped', left where it is.
+   */
+  async #read(file: string): Promise<ReadResult> {
+    try {
+      return await this.#fs.readFile(file, MAX_SPOOL_FILE_BYTES);
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code === 'ENOENT') return 'missing';
+      if (code === NOT_REGULAR_FILE || code === FILE_TOO_LARGE) return 'skipped';
+      throw err;
+    }
+  }
+
+  /** The bytes of a handoff file at `file`; undefined when it is gone or is none (see `#read`). */
+  async #readIfExists(file: string): Promise<Uint8Array | undefined> {
+    const read = await this.#read(file);
+    return typeof read === 'string' ? undefined : read;
+  }
+
+  /** The first `length` bytes of `file`, as `#read` (a file too large is still only read from its head here). */
+  async #readHead(file: string, length: number): Promise<ReadResult> {
+    try {
+      return await this.#fs.readRange(file, 0, length);
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code === 'ENOENT') return 'missing';
+      if (code === NOT_REGULAR_FILE) return 'skipped';
+      throw err;
+    }
   }
 
   #statIfExists(file: string): Promise<FsStat | undefined> {
@@ -962,10 +1042,10 @@ export class Spool implements SpoolApi {
     return undefined;
   }
 
-  /** The state after `pending` that the id is in, if any (stat only). */
+  /** The state after `pending` that the id is in, if any (stat only; a name that is no regular file holds no handoff). */
   async #laterState(id: string): Promise<HandoffState | undefined> {
     for (const state of ['archived', 'rejected', 'claimed'] as const) {
-      if (await this.#statIfExists(this.#pathOf(state, id))) return state;
+      if ((await this.#statIfExists(this.#pathOf(state, id)))?.isFile) return state;
     }
     return undefined;
   }
@@ -1119,8 +1199,8 @@ export class Spool implements SpoolApi {
   }
 
   /** Reads handoff/, adopting foreign names; in recovery also removes copies of ids further on. */
-  async #scanPending(dirMtime: number, recovery: boolean): Promise<{ adopted: number; duplicates: number; invalid: number }> {
-    const counts = { adopted: 0, duplicates: 0, invalid: 0 };
+  async #scanPending(dirMtime: number, recovery: boolean): Promise<{ adopted: number; duplicates: number; invalid: number; skipped: number }> {
+    const counts = { adopted: 0, duplicates: 0, invalid: 0, skipped: 0 };
     const settled = this.#mtimeSettled(dirMtime);
     this.#journal = [];
     let retry = false;
@@ -1130,24 +1210,45 @@ export class Spool implements SpoolApi {
         if (!name.endsWith('.json') || name.startsWith('.')) continue;
         const full = path.join(this.#paths.handoff, name);
         const st = await this.#statIfExists(full);
-        if (!st || !st.isFile) continue;
+        if (!st) continue;
+        if (!st.isFile) {
+          // A directory or FIFO a person made holds no handoff, and is theirs to remove.
+          counts.skipped++;
+          continue;
+        }
         const cached = this.#pendingFiles.get(name);
         if (cached && cached.ino === st.ino && cached.mtimeMs === st.mtimeMs && cached.size === st.size) {
           files.set(name, cached);
           continue;
         }
-        const bytes = await this.#readIfExists(full);
-        if (!bytes) continue;
-        let stored: StoredFile;
-        try {
-          stored = decodeStoredFile(bytes);
-        } catch (err) {
+        let bytes: Uint8Array | undefined;
+        let stored: StoredFile | undefined;
+        let invalid: unknown;
+        if (st.size > MAX_SPOOL_FILE_BYTES) {
+          // Judged by its size alone: no byte of it is read.
+          invalid = new HandoffError('TOO_LARGE', `larger than ${MAX_SPOOL_FILE_BYTES} bytes`);
+        } else {
+          const read = await this.#read(full);
+          if (read === 'missing') continue;
+          if (read === 'skipped') {
+            // Replaced or grown since the stat: the next scan judges it afresh.
+            retry = true;
+            continue;
+          }
+          bytes = read;
+          try {
+            stored = decodeStoredFile(bytes);
+          } catch (err) {
+            invalid = err;
+          }
+        }
+        if (stored === undefined) {
           if (this.#o.clock() - st.mtimeMs < this.#o.foreignGraceMs) {
             retry = true;
             continue;
           }
           if (this.#o.readOnly) continue;
-          await this.#quarantine(name, full, bytes, err);
+          await this.#quarantine(name, full, bytes, invalid);
           counts.invalid++;
           continue;
         }
@@ -1283,13 +1384,14 @@ export class Spool implements SpoolApi {
     await this.#audit.append(audit);
   }
 
-  async #quarantine(name: string, full: string, bytes: Uint8Array, err: unknown): Promise<void> {
+  /** Moves an invalid file to rejected/_invalid/; `bytes` is undefined for one not read (too large). */
+  async #quarantine(name: string, full: string, bytes: Uint8Array | undefined, err: unknown): Promise<void> {
     const code = err instanceof HandoffError ? err.code : 'SCHEMA';
     let id = '';
     let from = '';
     let to = '';
     try {
-      const tree = parseJson(bytes);
+      const tree = bytes === undefined ? undefined : parseJson(bytes);
       if (isJsonObject(tree)) {
         if (isSafeId(tree.handoff_id)) id = tree.handoff_id;
         if (typeof tree.from_agent === 'string' && tree.from_agent.length <= 64) from = tree.from_agent;
@@ -1421,7 +1523,10 @@ export class Spool implements SpoolApi {
     }
     const dest = this.#pathOf('claimed', id);
     // rename replaces an existing destination: never let a stray pending copy overwrite a claim.
-    if (await this.#statIfExists(dest)) throw new HandoffError('ALREADY_CLAIMED', 'handoff already claimed');
+    const there = await this.#statIfExists(dest);
+    if (there?.isFile) throw new HandoffError('ALREADY_CLAIMED', 'handoff already claimed');
+    // Nor remove what a person put in its place (rename would replace a FIFO, and fail on a directory).
+    if (there) throw new HandoffError('IO', `${path.relative(this.root, dest)} is not a regular file; a person must remove it before this handoff can be claimed`);
     // The id's lock is held from the rename until the envelope is written, so that a repeat claim
     // in this process never mistakes the bare payload of this live claim for an abandoned one.
     return this.#idLock.run(id, async () => {
@@ -1596,7 +1701,7 @@ export class Spool implements SpoolApi {
     const state = found.state;
     const final: RelayFacts = { ...relay, ...facts, state };
     delete final.recovered;
-    await this.#replace(found.path, encodeEnvelope(final, found.file.payloadText));
+    await this.#replace(found.path, finalEnvelope(final, found.file.payloadText));
     await this.#dirs.sync(path.dirname(found.path));
     const payload = found.file.payload;
     const value = state === 'archived' ? final.outcome : final.reason;
@@ -1627,10 +1732,12 @@ export class Spool implements SpoolApi {
     if (!held) return this.#notClaimed(id, token, want);
     const src = this.#pathOf('claimed', id);
     const dest = this.#pathOf(want.state, id);
+    const relay: RelayFacts = { ...held.relay, ...want.facts, state: want.state };
+    // Before the rename decides, so that a record too large to keep leaves the claim as it was.
+    const text = finalEnvelope(relay, held.stored.payloadText);
     if (await this.#statIfExists(dest)) return this.#notClaimed(id, token, want);
     if ((await this.#renameOrGone(src, dest)) === GONE) return this.#notClaimed(id, token, want);
-    const relay: RelayFacts = { ...held.relay, ...want.facts, state: want.state };
-    await this.#replace(dest, encodeEnvelope(relay, held.stored.payloadText));
+    await this.#replace(dest, text);
     const payload = held.stored.payload;
     await this.#commitMove(
       path.dirname(dest),
@@ -1746,7 +1853,7 @@ export class Spool implements SpoolApi {
   async recover(options: { full?: boolean } = {}): Promise<RecoveryReport> {
     this.#assertWritable();
     return this.#guard('recover', async () => {
-      const report: RecoveryReport = { tmpRemoved: 0, duplicatesResolved: 0, rolledForward: 0, adopted: 0, invalid: 0, deferred: 0 };
+      const report: RecoveryReport = { tmpRemoved: 0, duplicatesResolved: 0, rolledForward: 0, adopted: 0, invalid: 0, deferred: 0, skipped: 0 };
       await this.#ensureLayout();
       if (!this.#recovered) {
         // Before anything here writes: another live process's exclusive spool is not ours to touch.
@@ -1761,7 +1868,7 @@ export class Spool implements SpoolApi {
       }
       this.#recovered = true;
       this.#claimedFiles.clear();
-      report.tmpRemoved = await this.#cleanTmp();
+      await this.#cleanTmp(report);
       const counts = await this.#exclusiveScan(async () => {
         const dirStat = await this.#fs.stat(this.#paths.handoff);
         return this.#scanPending(dirStat.mtimeMs, true);
@@ -1769,6 +1876,7 @@ export class Spool implements SpoolApi {
       report.adopted = counts.adopted;
       report.duplicatesResolved += counts.duplicates;
       report.invalid += counts.invalid;
+      report.skipped += counts.skipped;
       await this.#recoverDir('claimed', this.#paths.claimed, report);
       if (!options.full) {
         report.deferred = this.#deferred.size;
@@ -1808,30 +1916,51 @@ export class Spool implements SpoolApi {
     }
   }
 
-  async #cleanTmp(): Promise<number> {
-    let removed = 0;
+  /**
+   * Deletes the tmp files whose writer is gone. Only regular files: the spool writes nothing else
+   * there, so a directory or FIFO is a person's, left to them (and counted as skipped).
+   */
+  async #cleanTmp(report: RecoveryReport): Promise<void> {
     const now = this.#o.clock();
     for (const name of await this.#readdirIfExists(this.#paths.tmp)) {
       const full = path.join(this.#paths.tmp, name);
-      const owner = parseTmpName(name);
-      let orphan = owner === undefined || (owner.pid === process.pid ? !LIVE_INSTANCES.has(owner.instance) : !isLive(owner.pid));
-      if (!orphan) {
-        const st = await this.#statIfExists(full);
-        orphan = st !== undefined && now - st.mtimeMs > STALE_TMP_MS;
+      const st = await this.#statIfExists(full);
+      if (!st) continue;
+      if (!st.isFile) {
+        report.skipped++;
+        continue;
       }
+      const owner = parseTmpName(name);
+      const orphan =
+        owner === undefined ||
+        (owner.pid === process.pid ? !LIVE_INSTANCES.has(owner.instance) : !isLive(owner.pid)) ||
+        now - st.mtimeMs > STALE_TMP_MS;
       if (!orphan) continue;
-      if ((await unlessMissing(this.#fs.unlink(full), GONE)) !== GONE) removed++;
+      try {
+        if ((await unlessMissing(this.#fs.unlink(full), GONE)) !== GONE) report.tmpRemoved++;
+      } catch (err) {
+        // Replaced by a directory since the stat (unlink(2) says EISDIR on Linux, EPERM elsewhere),
+        // or not ours to remove: left for a person, like the directories above.
+        const code = errnoCode(err);
+        if (code !== 'EISDIR' && code !== 'EPERM') throw err;
+        report.skipped++;
+      }
     }
-    return removed;
   }
 
   /**
-   * The file at `full` decoded; undefined when it is gone, or when it is not a valid handoff file
-   * and has been moved to rejected/_invalid/ (counted in the report).
+   * The file at `full` decoded; undefined when it is gone, when it holds no handoff (not a regular
+   * file, or too large: left in place), or when it is not a valid handoff file and has been moved
+   * to rejected/_invalid/ (each counted in the report).
    */
   async #readOrQuarantine(name: string, full: string, report: RecoveryReport): Promise<StoredFile | undefined> {
-    const bytes = await this.#readIfExists(full);
-    if (!bytes) return undefined;
+    const bytes = await this.#read(full);
+    if (bytes === 'missing') return undefined;
+    if (bytes === 'skipped') {
+      // No handoff file (a directory, a FIFO, something far too large): not ours to move or delete.
+      report.skipped++;
+      return undefined;
+    }
     try {
       return decodeStoredFile(bytes);
     } catch (err) {
@@ -1871,8 +2000,12 @@ export class Spool implements SpoolApi {
       for (const name of await this.#readdirIfExists(dir)) {
         if (idOfName(name) === undefined) continue;
         const full = path.join(dir, name);
-        const head = await unlessMissing(this.#fs.readRange(full, 0, prefix.length), undefined);
-        if (!head) continue;
+        const head = await this.#readHead(full, prefix.length);
+        if (head === 'missing') continue;
+        if (head === 'skipped') {
+          report.skipped++;
+          continue;
+        }
         const upToDate = Buffer.compare(Buffer.from(head), prefix) === 0;
         if (state === 'rejected' && archived.has(name)) {
           // Completed and rejected both: the completion carries more, and only a manual copy or a

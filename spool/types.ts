@@ -16,6 +16,14 @@ export const HANDOFF_STATES = Object.freeze({
 /** A handoff's state: `pending`, `claimed`, `archived` or `rejected`. */
 export type HandoffState = keyof typeof HANDOFF_STATES;
 
+/**
+ * What a reject reason or a completion outcome may be: a short code (`busy`, `no_answer`,
+ * `SIGNATURE`, `claim_lost:FENCED`), never free text, because it is copied into the relay facts,
+ * the audit log and metrics, which must not carry phone numbers or transcript text. The hub
+ * validates `reason` and `outcome` of its request bodies with the same rule.
+ */
+export const REASON_CODE_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
+
 /** States a handoff never leaves. */
 export const TERMINAL_STATES: readonly HandoffState[] = Object.freeze(['archived', 'rejected']);
 
@@ -74,6 +82,7 @@ export interface PutResult {
 
 /** The final facts of a completed handoff. */
 export interface CompleteInput {
+  /** A short code matching `REASON_CODE_RE`. */
   outcome: string;
   finalTranscript?: unknown[];
   notes?: string;
@@ -81,6 +90,7 @@ export interface CompleteInput {
 
 /** Why and by whom a handoff is rejected. */
 export interface RejectInput {
+  /** A short code matching `REASON_CODE_RE`. */
   reason: string;
   /** The agent rejecting (must be the payload's `to_agent`). */
   by: string;
@@ -139,6 +149,12 @@ export interface RecoveryReport {
   invalid: number;
   /** Files too young to roll forward now (a live process may finish them); sweeps retry them. */
   deferred: number;
+  /**
+   * Names in `tmp/`, `handoff/`, `claimed/` (and, in a full recovery, `archive/` and `rejected/`)
+   * that hold no handoff and were left where they are for a person to look at: not a regular file
+   * (a directory, FIFO, …), or, outside `handoff/`, a file too large to be a spool file.
+   */
+  skipped: number;
 }
 
 /** A pending handoff as listed for its target. */
@@ -158,9 +174,11 @@ export interface PendingEntry {
  * The operations of a spool. Every method that changes state resolves only after the change is
  * durable (file and directories fsynced); any fsync/rename error rejects the promise.
  *
- * Errors (all `HandoffError`): INVALID_ID, SCHEMA, VERSION (bad payload on put), CONFLICT (same id,
- * other bytes), NOT_FOUND, ALREADY_CLAIMED, EXPIRED (claim past `expires_at`), INVALID_STATE,
- * FENCED (wrong claim token or lease over), IO.
+ * Errors (all `HandoffError`): INVALID_ID, SCHEMA, VERSION (bad payload on put), TOO_LARGE (a
+ * payload, or a completion's envelope, over the spool file limit), BAD_REQUEST (bad arguments,
+ * such as a reason or outcome that is not a short code), CONFLICT (same id, other bytes),
+ * NOT_FOUND, ALREADY_CLAIMED, EXPIRED (claim past `expires_at`), INVALID_STATE, FENCED (wrong
+ * claim token or lease over), IO.
  */
 export interface SpoolApi {
   readonly root: string;

@@ -848,7 +848,7 @@ describe('spool: crash at every step', () => {
         assert.equal(audit.ok, true, `k=${k}: ${JSON.stringify(audit.firstBad)}`);
         const tree = listTree(root);
         const again = await recovered.recover({ full: true });
-        assert.deepEqual(again, { tmpRemoved: 0, duplicatesResolved: 0, rolledForward: 0, adopted: 0, invalid: 0, deferred: 0 }, `k=${k}: recovery is idempotent`);
+        assert.deepEqual(again, { tmpRemoved: 0, duplicatesResolved: 0, rolledForward: 0, adopted: 0, invalid: 0, deferred: 0, skipped: 0 }, `k=${k}: recovery is idempotent`);
         assert.deepEqual(listTree(root), tree);
         // Finish what the crash left (an expired handoff, a stale claim) before the next round.
         await recovered.sweep(clock.now + 60 * 60_000);
