@@ -13,7 +13,10 @@ import { makePayload, TestFs } from './helpers/spool-fixtures.js';
 import { onlyPlace } from './helpers/spool-inspect.js';
 import { tmpDir } from './helpers/tmp.js';
 
-const T0 = Date.UTC(2026, 10, 22, 10, 0, 0);
+// The spool compares its clock with file times (ctime, mtime), which the real clock sets: with a
+// test clock behind them, recovery would see files from the future. An hour ahead of the real
+// clock, every file looks a while old. (A fixed date worked only until the real clock passed it.)
+const T0 = Math.ceil(Date.now() / 1000) * 1000 + 3_600_000; // a whole second, as payload times are
 
 /** Runs `op` on a spool whose file system dies right after the rename into `destDir`. */
 async function crashAfterRenameInto(t: TestContext, destDir: string, setup: (s: Spool) => Promise<string | undefined>, op: (s: Spool, token: string | undefined) => Promise<unknown>) {
