@@ -85,7 +85,6 @@ export const MUTATING_FS_CALLS = Object.freeze([
 const openP = promisify(fs.open);
 const writeP = promisify(fs.write);
 const readP = promisify(fs.read);
-const fstatP = promisify(fs.fstat);
 const fsyncP = promisify(fs.fsync);
 const closeP = promisify(fs.close);
 const renameP = promisify(fs.rename);
@@ -139,7 +138,9 @@ async function openRegular(path: string): Promise<{ fd: number; size: number }> 
     throw err;
   }
   try {
-    const st = await fstatP(fd);
+    // Synchronous on purpose: on an open descriptor fstat reads the inode already in memory (no
+    // path lookup, no disk), and a trip through the thread pool would cost more than the call.
+    const st = fs.fstatSync(fd);
     if (!st.isFile()) throw readError(NOT_REGULAR_FILE, `${path} is not a regular file`);
     return { fd, size: st.size };
   } catch (err) {
