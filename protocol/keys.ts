@@ -135,43 +135,6 @@ function tooLarge(rules: SmallFileRules): HandoffError {
  * message.
  * @throws HandoffError `rules.code` naming the file and what is wrong.
  */
-export async function readSmallFile(file: string, rules: SmallFileRules & { missingOk?: false }): Promise<SmallFile>;
-export async function readSmallFile(file: string, rules: SmallFileRules): Promise<SmallFile | undefined>;
-export async function readSmallFile(file: string, rules: SmallFileRules): Promise<SmallFile | undefined> {
-  let handle: fs.FileHandle;
-  try {
-    handle = await fs.open(file, openFlags(rules));
-  } catch (cause) {
-    if (rules.missingOk && (cause as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw openError(file, rules, cause);
-  }
-  try {
-    const stat = await handle.stat();
-    checkStat(stat, rules);
-    // Read to the end, not to stat.size: the file may have grown since, and some report size 0.
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const chunk = Buffer.alloc(READ_CHUNK);
-      const { bytesRead } = await handle.read(chunk, 0, READ_CHUNK, null);
-      if (bytesRead === 0) break;
-      total += bytesRead;
-      if (total > rules.maxBytes) throw tooLarge(rules);
-      chunks.push(chunk.subarray(0, bytesRead));
-    }
-    return { bytes: Buffer.concat(chunks, total), stat };
-  } catch (cause) {
-    if (cause instanceof HandoffError) throw cause;
-    throw new HandoffError(rules.code, `${rules.label} cannot be read (${(cause as NodeJS.ErrnoException).code ?? 'unknown error'})`, { cause });
-  } finally {
-    await handle.close();
-  }
-}
-
-/**
- * `readSmallFile` for synchronous callers (configuration is resolved before anything starts).
- * @throws HandoffError `rules.code` as `readSmallFile`.
- */
 export function readSmallFileSync(file: string, rules: SmallFileRules & { missingOk?: false }): SmallFile;
 export function readSmallFileSync(file: string, rules: SmallFileRules): SmallFile | undefined;
 export function readSmallFileSync(file: string, rules: SmallFileRules): SmallFile | undefined {
@@ -202,6 +165,17 @@ export function readSmallFileSync(file: string, rules: SmallFileRules): SmallFil
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * `readSmallFileSync` for async callers. One implementation: these files are a few kilobytes,
+ * read at start or at a config reload, and the non-blocking open means not even a FIFO can hold
+ * the event loop.
+ */
+export async function readSmallFile(file: string, rules: SmallFileRules & { missingOk?: false }): Promise<SmallFile>;
+export async function readSmallFile(file: string, rules: SmallFileRules): Promise<SmallFile | undefined>;
+export async function readSmallFile(file: string, rules: SmallFileRules): Promise<SmallFile | undefined> {
+  return readSmallFileSync(file, rules);
 }
 
 /** Splits key file text into secrets: one per line, the final newline ignored. */
