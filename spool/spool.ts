@@ -335,6 +335,11 @@ function finalEnvelope(relay: RelayFacts, payloadText: string): string {
   return text;
 }
 
+/** Whether a name with this status can hold a handoff (what every read would take, see `#read`). */
+function holdsHandoff(st: FsStat | undefined): boolean {
+  return st !== undefined && st.isFile && st.size <= MAX_SPOOL_FILE_BYTES;
+}
+
 /** What a read of a name in the spool found: its bytes, nothing (gone), or something that is no handoff file. */
 type ReadResult = Uint8Array | 'missing' | 'skipped';
 
@@ -1045,7 +1050,7 @@ export class Spool implements SpoolApi {
   /** The state after `pending` that the id is in, if any (stat only; a name that is no regular file holds no handoff). */
   async #laterState(id: string): Promise<HandoffState | undefined> {
     for (const state of ['archived', 'rejected', 'claimed'] as const) {
-      if ((await this.#statIfExists(this.#pathOf(state, id)))?.isFile) return state;
+      if (holdsHandoff(await this.#statIfExists(this.#pathOf(state, id)))) return state;
     }
     return undefined;
   }
@@ -1224,9 +1229,10 @@ export class Spool implements SpoolApi {
         let bytes: Uint8Array | undefined;
         let stored: StoredFile | undefined;
         let invalid: unknown;
-        if (st.size > MAX_SPOOL_FILE_BYTES) {
-          // Judged by its size alone: no byte of it is read.
-          invalid = new HandoffError('TOO_LARGE', `larger than ${MAX_SPOOL_FILE_BYTES} bytes`);
+        if (st.size > MAX_SPOOL_PAYLOAD_BYTES) {
+          // Judged by its size alone: no byte of it is read. The payload limit, as for a put: a
+          // larger payload, claimed, would make a claimed file that every read then skips.
+          invalid = new HandoffError('TOO_LARGE', `larger than ${MAX_SPOOL_PAYLOAD_BYTES} bytes`);
         } else {
           const read = await this.#read(full);
           if (read === 'missing') continue;
@@ -1524,9 +1530,9 @@ export class Spool implements SpoolApi {
     const dest = this.#pathOf('claimed', id);
     // rename replaces an existing destination: never let a stray pending copy overwrite a claim.
     const there = await this.#statIfExists(dest);
-    if (there?.isFile) throw new HandoffError('ALREADY_CLAIMED', 'handoff already claimed');
+    if (holdsHandoff(there)) throw new HandoffError('ALREADY_CLAIMED', 'handoff already claimed');
     // Nor remove what a person put in its place (rename would replace a FIFO, and fail on a directory).
-    if (there) throw new HandoffError('IO', `${path.relative(this.root, dest)} is not a regular file; a person must remove it before this handoff can be claimed`);
+    if (there) throw new HandoffError('IO', `${path.relative(this.root, dest)} holds no handoff file (a directory, FIFO or oversized file); a person must remove it before this handoff can be claimed`);
     // The id's lock is held from the rename until the envelope is written, so that a repeat claim
     // in this process never mistakes the bare payload of this live claim for an abandoned one.
     return this.#idLock.run(id, async () => {
@@ -1735,7 +1741,10 @@ export class Spool implements SpoolApi {
     const relay: RelayFacts = { ...held.relay, ...want.facts, state: want.state };
     // Before the rename decides, so that a record too large to keep leaves the claim as it was.
     const text = finalEnvelope(relay, held.stored.payloadText);
-    if (await this.#statIfExists(dest)) return this.#notClaimed(id, token, want);
+    const there = await this.#statIfExists(dest);
+    // Nor remove what a person put in its place, as for a claim.
+    if (there && !holdsHandoff(there)) throw new HandoffError('IO', `${path.relative(this.root, dest)} holds no handoff file; a person must remove it before this handoff can end`);
+    if (there) return this.#notClaimed(id, token, want);
     if ((await this.#renameOrGone(src, dest)) === GONE) return this.#notClaimed(id, token, want);
     await this.#replace(dest, text);
     const payload = held.stored.payload;

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { HandoffError } from '../protocol/index.js';
 import { bucketOf, createRealFsOps, openSpool, type FsOps, type Spool, type SpoolOptions } from '../spool/index.js';
-import { MAX_SPOOL_FILE_BYTES } from '../spool/spool.js';
+import { MAX_SPOOL_FILE_BYTES, MAX_SPOOL_PAYLOAD_BYTES } from '../spool/spool.js';
 import { makePayload, TestFs } from './helpers/spool-fixtures.js';
 import { listTree } from './helpers/spool-inspect.js';
 import { runCli } from './helpers/cli.js';
@@ -140,7 +140,7 @@ describe('spool: names that are not regular files hold no handoff', () => {
       const swept = await spool.sweep(Date.now() + LATER_MS);
       assert.deepEqual(swept.leaseExpired, [claimedId], `the real claim expires; the ${kind} is no claim`);
       assert.deepEqual(swept.expired, [pendingId]);
-      assert.ok(junk.every((file) => isKind(file)));
+      assert.ok(junk.every((file) => isKind(file)), 'every name is still there, as it was');
 
       // And the spool goes on working around them.
       const next = makePayload();
@@ -169,7 +169,7 @@ describe('spool: names that are not regular files hold no handoff', () => {
     assert.deepEqual(await h.spool.list('claimed'), []);
     // Claiming would replace the FIFO (rename): refused, and the FIFO stays.
     await rejectsWith(h.spool.claim(p.id, 'alice'), 'IO');
-    assert.ok(isFifo(fifo));
+    assert.ok(isFifo(fifo), 'the FIFO is left where it was');
     assert.deepEqual((await h.spool.sweep(Date.now() + LATER_MS)).expired, [p.id]);
   });
 
@@ -184,7 +184,7 @@ describe('spool: names that are not regular files hold no handoff', () => {
     assert.equal(report.skipped, 2);
     assert.equal(report.tmpRemoved, 0, 'the orphan went at open already');
     assert.deepEqual(listTree(path.join(h.root, 'tmp')), [], 'the orphaned tmp file is gone');
-    assert.ok(statSync(path.join(h.root, 'tmp', 'sub')).isDirectory() && statSync(path.join(h.root, 'tmp', '1.0123456789ab.7')).isDirectory());
+    assert.ok(statSync(path.join(h.root, 'tmp', 'sub')).isDirectory() && statSync(path.join(h.root, 'tmp', '1.0123456789ab.7')).isDirectory(), 'the directories are left alone');
   });
 });
 
@@ -217,7 +217,7 @@ describe('spool: files too large to be a spool file', () => {
     truncateSync(big, 5 * GIB);
     h.fs.reset();
     assert.deepEqual(await h.spool.listPending(), []);
-    assert.ok(existsSync(path.join(h.root, 'rejected', '_invalid', 'late.json')));
+    assert.ok(existsSync(path.join(h.root, 'rejected', '_invalid', 'late.json')), 'set aside');
     assert.deepEqual(h.fs.calls.filter((c) => c.op === 'readFile' && String(c.args[0]).endsWith('late.json')), []);
   });
 
@@ -255,9 +255,38 @@ describe('spool: files too large to be a spool file', () => {
     assert.equal(await spool.get('huge'), undefined);
     assert.equal(await spool.get('giant'), undefined);
     assert.deepEqual((await spool.sweep(Date.now() + LATER_MS)).leaseExpired, [claimedId]);
-    assert.ok(existsSync(overClaimed));
+    assert.ok(existsSync(overClaimed), 'still there');
     const largest = Math.max(...returned.map((r) => r.bytes));
     assert.ok(largest < 64 * 1024, `no read returned more than a handoff file (largest: ${largest} bytes)`);
+  });
+
+  test('a payload dropped into handoff/ that a put would refuse is set aside too (claimed, it would outgrow the limit)', async (t) => {
+    const h = await harness(t);
+    const p = makePayload({ extra: { notes_big: 'x'.repeat(MAX_SPOOL_PAYLOAD_BYTES) } });
+    assert.ok(Buffer.byteLength(p.text) <= MAX_SPOOL_FILE_BYTES, 'under the file limit, over the payload limit');
+    writeFileSync(path.join(h.root, 'handoff', `${p.id}.json`), p.text);
+    assert.deepEqual(await h.spool.listPending(), []);
+    assert.ok(existsSync(path.join(h.root, 'rejected', '_invalid', `${p.id}.json`)), 'set aside');
+  });
+
+  test('an oversized file at the claimed/ or archive/ name of a handoff blocks only that handoff, with IO naming it', { timeout: HANG_TIMEOUT_MS }, async (t) => {
+    const h = await harness(t);
+    const make = fifoMaker(t);
+    const p = makePayload();
+    await h.spool.put(p.text);
+    const taken = path.join(h.root, 'claimed', `${p.id}.json`);
+    writeFileSync(taken, '');
+    truncateSync(taken, MAX_SPOOL_FILE_BYTES + 1);
+    assert.deepEqual((await h.spool.listPending()).map((e) => e.id), [p.id], 'still pending: the big file is no claim');
+    await assert.rejects(h.spool.claim(p.id, 'alice'), (err: unknown) => err instanceof HandoffError && err.code === 'IO' && /holds no handoff file/.test(err.message));
+    execFileSync('rm', [taken]);
+    const claim = await h.spool.claim(p.id, 'alice');
+    // A FIFO where the completion would go: the holder of the claim hears IO, not FENCED.
+    const dest = path.join(h.root, 'archive', bucketOf(p.id));
+    mkdirSync(dest, { recursive: true });
+    make(path.join(dest, `${p.id}.json`));
+    await assert.rejects(h.spool.complete(p.id, claim.token, { outcome: 'connected' }), (err: unknown) => err instanceof HandoffError && err.code === 'IO' && /holds no handoff file/.test(err.message));
+    assert.equal((await h.spool.get(p.id))?.state, 'claimed');
   });
 
   test('put refuses a payload over the limit (TOO_LARGE) and writes nothing', async (t) => {
@@ -315,7 +344,7 @@ describe('spool: reasons and outcomes are short codes, as the hub accepts them',
     await rejectsWith(h.spool.complete(p.id, claim.token, { outcome: FREE_TEXT }), 'BAD_REQUEST');
     await rejectsWith(h.spool.complete(p.id, claim.token, { outcome: 'call went fine' }), 'BAD_REQUEST');
     assert.deepEqual(readFileSync(path.join(h.root, 'claimed', `${p.id}.json`)), before);
-    assert.ok(!auditText(h.root).includes('555'));
+    assert.ok(!auditText(h.root).includes('123 4567'), 'the refused text is not in the audit log');
     assert.equal((await h.spool.complete(p.id, claim.token, { outcome: 'connected' })).relay.outcome, 'connected');
   });
 
@@ -329,6 +358,6 @@ describe('spool: reasons and outcomes are short codes, as the hub accepts them',
     assert.equal(r.code, 30, r.stderr);
     assert.ok(existsSync(path.join(h.root, 'handoff', `${p.id}.json`)), 'still pending');
     assert.equal(auditText(h.root), audit);
-    assert.ok(!r.stderr.includes('555'), 'the refused text is not echoed');
+    assert.ok(!r.stderr.includes('123 4567'), 'the refused text is not echoed');
   });
 });
