@@ -11,9 +11,13 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { VERIFY_CODES } from '../protocol/index.js';
 import type { TransitionEvent } from '../spool/index.js';
 
-/** The spool's own reasons, a listener's refusals (the verify codes) and its call and message ends. */
+/**
+ * The spool's own reasons, a listener's refusals (the verify codes), its call and message ends,
+ * and the outcomes of a completion (an archived transition's reason is its outcome).
+ */
 const KNOWN_REASONS: ReadonlySet<string> = new Set([
   ...['expired', 'lease_expired', 'recovered'],
+  ...['connected', 'messaged', 'resolved'],
   ...VERIFY_CODES,
   ...['no_answer', 'busy', 'failed', 'canceled', 'machine', 'no_number', 'opted_out', 'dial_uncertain', 'dial_interrupted'],
   ...['message_failed', 'message_uncertain', 'message_interrupted'],

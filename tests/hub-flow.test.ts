@@ -44,7 +44,7 @@ test('start → poll → accept → complete archives the handoff and the initia
   assert.equal(accepted.status, 200);
   assert.equal(accepted.body.status, 'claimed');
   assert.equal(typeof accepted.body.claim_token, 'string');
-  assert.ok(accepted.body.lease_until);
+  assert.ok(accepted.body.lease_until, 'accepted.body.lease_until');
 
   const completed = await postJson(
     api(url, `/handoffs/${p.id}/complete`),
@@ -352,6 +352,13 @@ test('healthz answers ok and metrics count transitions by state and reason', asy
   assert.match(text, /handoff_hub_transitions_total\{state="pending",reason=""\} 3/);
   assert.match(text, /handoff_hub_transitions_total\{state="rejected",reason="busy"\} 1/);
   assert.match(text, /handoff_hub_transitions_total\{state="rejected",reason="other"\} 2/);
+  // A completion's outcome is its reason: the listener's own outcomes keep their label.
+  const q = makePayload();
+  await postJson(api(url, '/handoffs/start'), 'bob', q.text);
+  const claim = await postJson(api(url, `/handoffs/${q.id}/accept`), 'alice', '');
+  await postJson(api(url, `/handoffs/${q.id}/complete`), 'alice', JSON.stringify({ claim_token: claim.body.claim_token, outcome: 'connected' }));
+  const after = await (await fetch(`${url}/metrics`)).text();
+  assert.match(after, /handoff_hub_transitions_total\{state="archived",reason="connected"\} 1/);
   assert.doesNotMatch(text, /15551234/);
   assert.match(text, /handoff_hub_request_duration_seconds_count\{route="\/api\/v1\/handoffs\/start",method="POST",status="201"\} 3/);
 });
