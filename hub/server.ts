@@ -194,7 +194,10 @@ function listen(app: HubApp, host: string, port: number): Promise<[Server, Addre
  * refusal, `{"error":{"code","message"}}`, instead of Node's bare 400, and the connection closes.
  */
 function answerMalformed(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
+  // As Node's own handler: no answer into a response already under way on this connection (a
+  // pipelining client); the connection just ends. `_httpMessage` is how Node links the two.
+  const current = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || current?.headersSent === true) {
     socket.destroy();
     return;
   }
