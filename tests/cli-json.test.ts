@@ -161,7 +161,7 @@ test('demo --keep --json leaves a spool with one archived handoff whose payload 
   const doc = json(r.stdout);
   t.after(() => rm(String(doc.dir), { recursive: true, force: true }));
   assert.match(String(doc.outcome), /^archived/);
-  assert.ok((doc.steps as unknown[]).length >= 8);
+  assert.ok((doc.steps as unknown[]).length >= 8, '(doc.steps as unknown[]).length >= 8');
   const spool = path.join(String(doc.dir), 'spool');
   const archived = (await readdir(path.join(spool, 'archive'), { recursive: true })).filter((f) => f.endsWith('.json'));
   assert.equal(archived.length, 1, 'one archived handoff');
@@ -209,4 +209,28 @@ test('a payload read from a local spool (poll, show --payload) is in the audit l
   assert.deepEqual(reads(), ['alice', 'operator']);
   const verified = await cli('audit', 'verify', '--spool', spool);
   assert.equal(verified.code, 0, verified.stdout);
+});
+
+test('complete --transcript stores the final transcript as written (numbers too), and refuses entries that are not entries', async (t) => {
+  const dir = await tmpDir(t);
+  const { spool, bobKeys } = await bobAndAlice(dir);
+  const cli = (...args: string[]) => runCli(args, { cwd: dir, env: { HOME: dir, HANDOFF_CLAIM_TOKEN: '' } });
+  const transcript = path.join(dir, 't.json');
+  await writeFile(transcript, JSON.stringify([{ role: 'user', text: 'Can Alice book the standup?' }]));
+  const id = String(json((await cli('start', '--spool', spool, '--agent', 'bob', '--to', 'alice', '--caller', '+15551234567', '--reason', 'scheduling', '--transcript', transcript, '--keys', bobKeys, '--ttl', '300', '--json')).stdout).handoff_id);
+  const token = String(json((await cli('accept', id, '--spool', spool, '--agent', 'alice', '--json')).stdout).claim_token);
+  const complete = (file: string) => runCli(['complete', id, '--outcome', 'resolved', '--spool', spool, '--agent', 'alice', '--transcript', file], { cwd: dir, env: { HOME: dir, HANDOFF_CLAIM_TOKEN: token } });
+
+  const bad = path.join(dir, 'bad.json');
+  await writeFile(bad, JSON.stringify([{ role: 'robot', text: 'beep' }]));
+  const refused = await complete(bad);
+  assert.equal(refused.code, ERROR_CODES.USAGE.exit, refused.stderr);
+  assert.match(refused.stderr, /entry 0\.role must be user\/assistant\/system/);
+
+  const final = path.join(dir, 'final.json');
+  await writeFile(final, '[{"role":"assistant","text":"Booked for 9:30.","confidence":0.5}]');
+  const done = await complete(final);
+  assert.equal(done.code, 0, done.stderr);
+  const stored = JSON.parse(await readFile(String(json((await cli('show', id, '--spool', spool, '--json')).stdout).file), 'utf8')) as { relay: { final_transcript: unknown } };
+  assert.deepEqual(stored.relay.final_transcript, [{ role: 'assistant', text: 'Booked for 9:30.', confidence: 0.5 }]);
 });

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
+import { z } from 'zod';
 import { HubClient } from '../../agent-listener/index.js';
 import {
   buildPayload,
@@ -11,6 +12,8 @@ import {
   MAX_HOP,
   parseJson,
   readKeyFile,
+  toJs,
+  TranscriptEntrySchema,
   type JsonValue,
   type TranscriptEntry,
 } from '../../protocol/index.js';
@@ -256,10 +259,24 @@ async function claimToken(id: string, cfg: ResolvedConfig, needed: boolean): Pro
   return undefined;
 }
 
+/**
+ * A final transcript as plain values, its entries checked as a payload's are (the hub refuses
+ * anything else, and local mode stores it in the record). It is not signed, so its numbers need
+ * not keep their exact lexemes; the parser's lossless tree would not even survive JSON.stringify.
+ */
+function finalTranscriptOf(entries: TranscriptEntry[], file: string): TranscriptEntry[] {
+  const parsed = z.array(TranscriptEntrySchema).safeParse(toJs(entries as unknown as JsonValue));
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new HandoffError('USAGE', `transcript ${file}: entry ${issue?.path.join('.') ?? ''} ${issue?.message ?? 'is invalid'}`);
+  }
+  return parsed.data;
+}
+
 /** Completes a claimed handoff with an outcome and, optionally, the final transcript. */
 export async function complete(id: string, flags: Flags) {
   checkId(id);
-  const finalTranscript = flags.transcript === undefined ? undefined : await readTranscript(flags.transcript as string);
+  const finalTranscript = flags.transcript === undefined ? undefined : finalTranscriptOf(await readTranscript(flags.transcript as string), flags.transcript as string);
   return withTarget(flags, async (target, cfg) => {
     const token = (await claimToken(id, cfg, true)) as string;
     const outcome = String(flags.outcome);
