@@ -16,7 +16,7 @@
  *
  * Config and secret files are read with `readSmallFileSync` (the checks of key files): a FIFO,
  * directory or device is refused at once instead of hanging or failing later; a secret file must
- * also be private, not a symlink, UTF-8, and a token of printable ASCII.
+ * also be private, UTF-8, and a token of printable ASCII.
  */
 import { statSync } from 'node:fs';
 import * as os from 'node:os';
@@ -359,8 +359,8 @@ const TOKEN_RE = /^[\x21-\x7e]+$/;
 
 /**
  * Reads a secret from the environment or a file, never from a flag. The file is checked like a key
- * file: a regular file (a FIFO must not hang the start), not a symlink, not readable by others, at
- * most 64 KiB; its text must be UTF-8 and the token, trimmed, printable ASCII without spaces.
+ * file: a regular file (a FIFO must not hang the start; a symlink is followed to it), not readable
+ * by others, at most 64 KiB; its text must be UTF-8 and the token, trimmed, printable ASCII without spaces.
  * Messages name the file and what is wrong, never the content.
  * @throws HandoffError CONFIG when neither gives a value or the file or the token is unusable.
  */
@@ -368,7 +368,8 @@ export function readSecret(what: string, envValue: string | undefined, file: str
   if (envValue) return checkToken(envValue.trim(), `${what} from the environment`);
   if (!file) throw new HandoffError('CONFIG', `${what} is not configured`);
   const label = `${what} file ${file}`;
-  const { bytes } = readSmallFileSync(file, { label, code: 'CONFIG', maxBytes: MAX_SECRET_FILE_BYTES, noFollow: true, private: true });
+  // A symlink is followed (secret mounts are symlinks); what it names must be a private regular file.
+  const { bytes } = readSmallFileSync(file, { label, code: 'CONFIG', maxBytes: MAX_SECRET_FILE_BYTES, private: true });
   let text: string;
   try {
     text = STRICT_UTF8.decode(bytes);

@@ -86,15 +86,20 @@ test('a directory or a non-UTF-8 token file → CONFIG (exit 3) naming the file,
   assert.match(errorOf(onBinary.stderr).message, /binary-token is not UTF-8 text$/);
 });
 
-test('a token file that is a symlink, a directory, not UTF-8, too big, or no token → CONFIG naming the file, never the content', async (t) => {
+test('a token file that is a directory, not UTF-8, too big, or no token → CONFIG naming the file, never the content; a symlink to a private file is fine', async (t) => {
   const dir = await tmpDir(t);
   const good = path.join(dir, 'good');
   await writeFile(good, '  tok-123_ABC.def~\n', { mode: 0o600 });
   assert.equal(readSecret('hub token', undefined, good), 'tok-123_ABC.def~', 'trimmed');
+  // Secret mounts (Kubernetes, some credential stores) are symlinks: the file they name is checked.
   const link = path.join(dir, 'link');
   await symlink(good, link);
+  assert.equal(readSecret('hub token', undefined, link), 'tok-123_ABC.def~');
+  const open = path.join(dir, 'open');
+  await writeFile(open, 'tok\n', { mode: 0o644 });
+  await symlink(open, path.join(dir, 'link-to-open'));
   const cases: Array<[string, (file: string) => Promise<void>, RegExp]> = [
-    ['link', async () => undefined, /^hub token file .*link is a symlink; refusing it$/],
+    ['link-to-open', async () => undefined, /^hub token file .*link-to-open has mode 0644; others can read it/],
     ['directory', (f) => mkdir(f, { mode: 0o700 }), /^hub token file .*directory is not a regular file \(a directory\)$/],
     ['latin1', (f) => writeFile(f, Buffer.from('secr\xe9t-token\n', 'latin1'), { mode: 0o600 }), /^hub token file .*latin1 is not UTF-8 text$/],
     ['bom-ish', (f) => writeFile(f, Buffer.from([0xff, 0xfe, 0x74, 0x00]), { mode: 0o600 }), /^hub token file .*bom-ish is not UTF-8 text$/],
