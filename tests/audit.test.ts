@@ -52,7 +52,7 @@ test('every transition and every read appends one hash-chained line', async (t) 
   const { spool, events } = await spoolAt(t);
   await fiveLines(spool);
   const [file] = logFiles(events);
-  assert.ok(file);
+  assert.ok(file, 'file');
   const lines = linesOf(path.join(events, file));
   const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
   assert.deepEqual(
@@ -85,7 +85,7 @@ test('the log never holds transcript text, the claim token or a phone number', a
   const log = logFiles(events)
     .map((f) => readFileSync(path.join(events, f), 'utf8'))
     .join('');
-  assert.ok(log.includes('"event":"complete"'));
+  assert.ok(log.includes('"event":"complete"'), 'log.includes(\'"event":"complete"\')');
   for (const forbidden of [c.token, '+14155550100', 'Patrik', 'secret words', 'called back', 'hmac']) {
     assert.equal(log.includes(forbidden), false, `log contains ${forbidden}`);
   }

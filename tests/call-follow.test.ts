@@ -18,7 +18,7 @@ function scripted(steps: Array<CallStatus | HandoffError | CallInfo>): { getCall
       i += 1;
       if (step instanceof HandoffError) throw step;
       if (typeof step === 'string') return { sid, status: step };
-      assert.ok(step !== undefined);
+      assert.ok(step !== undefined, 'step !== undefined');
       return step;
     },
     calls: () => i,

@@ -105,7 +105,7 @@ test('spans cut a member value out of the text byte for byte', () => {
   const text = '{"relay":{"state":"claimed"},"payload":  {"b":1.50, "a":"x"}  }';
   const doc = parseJsonDocument(text);
   const span = doc.spans.get('payload');
-  assert.ok(span);
+  assert.ok(span, 'span');
   assert.equal(doc.text.slice(span.start, span.end), '{"b":1.50, "a":"x"}');
 });
 

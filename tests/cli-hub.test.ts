@@ -49,7 +49,7 @@ test('hub mode: start, poll, accept, complete, show; start --wait learns a rejec
     const p = await alice(['poll', '--wait', '2']);
     pendingId = p.stdout.trim() ? (JSON.parse(p.stdout.trim().split('\n')[0] as string) as { handoff_id: string }).handoff_id : undefined;
   }
-  assert.ok(pendingId);
+  assert.ok(pendingId, 'pendingId');
   const rejected = await alice(['reject', pendingId, '--reason', 'not_my_scope']);
   assert.equal(rejected.code, 0, rejected.stderr);
   const waited = await waiting;

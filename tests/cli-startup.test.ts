@@ -53,7 +53,7 @@ test('the bundled bin, built from these sources, answers as the sources do and l
 
   const keys = await tmpDir(t);
   const [v] = loadVectors();
-  assert.ok(v);
+  assert.ok(v, 'v');
   const file = await writeVectorFiles(keys, v);
   for (const args of [
     ['--help'],

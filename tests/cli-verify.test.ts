@@ -32,7 +32,7 @@ test('handoff verify gives every reference vector its expected result and exit c
 test('handoff verify prints "valid" for a good file and CODE: reason for a bad one', async (t) => {
   const dir = await tmpDir(t);
   const [v] = loadVectors();
-  assert.ok(v);
+  assert.ok(v, 'v');
   const file = await writeVectorFiles(dir, v);
   const ok = await runCli(['verify', file, '--agent', 'alice', '--keys', dir, '--at', v.validate_at]);
   assert.equal(ok.stdout.trim(), 'valid');
@@ -89,7 +89,7 @@ test('keys and verify take the key directory from HANDOFF_KEYS_DIR like every ot
   const list = await runCli(['keys', 'list', '--json'], { cwd: dir, env: { HOME: dir, HANDOFF_KEYS_DIR: keys } });
   assert.deepEqual((JSON.parse(list.stdout) as { keys: Array<{ peer: string }> }).keys.map((k) => k.peer), ['bob']);
   const [v] = loadVectors();
-  assert.ok(v);
+  assert.ok(v, 'v');
   const file = path.join(dir, 'p.json');
   await writeFile(file, v.file_text);
   const verdict = await runCli(['verify', file, '--agent', 'alice', '--at', v.validate_at], { cwd: dir, env: { HOME: dir, HANDOFF_KEYS_DIR: keys } });

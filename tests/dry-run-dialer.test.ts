@@ -28,10 +28,10 @@ test('the dry-run prints the call create request with every form field, numbers 
   assert.match(result.sid, /^CAdryrun\d{26}$/);
   assert.equal(result.status, 'queued');
   assert.equal(lines[0], `dry-run: POST /2010-04-01/Accounts/${ACCOUNT_SID}/Calls.json (handoff h-dry-1)`);
-  assert.ok(lines.includes('dry-run:   To=+*********06'));
-  assert.ok(lines.includes('dry-run:   From=+*********01'));
-  assert.ok(lines.includes('dry-run:   Timeout=25'));
-  assert.ok(lines.includes('dry-run:   MachineDetection=Enable'));
+  assert.ok(lines.includes('dry-run:   To=+*********06'), "lines.includes('dry-run:   To=+*********06')");
+  assert.ok(lines.includes('dry-run:   From=+*********01'), "lines.includes('dry-run:   From=+*********01')");
+  assert.ok(lines.includes('dry-run:   Timeout=25'), "lines.includes('dry-run:   Timeout=25')");
+  assert.ok(lines.includes('dry-run:   MachineDetection=Enable'), "lines.includes('dry-run:   MachineDetection=Enable')");
   assert.equal(lines.filter((l) => l.startsWith('dry-run:   StatusCallbackEvent=')).length, 4);
   const twiml = lines.find((l) => l.startsWith('dry-run:   Twiml='));
   assert.ok(twiml?.includes('<Parameter name="from_number" value="+*********06"/>'), twiml);
@@ -66,8 +66,8 @@ test('a WhatsApp message is printed with whatsapp: addresses and a one-line body
   const dialer = new DryRunDialer({ write: (l) => lines.push(l) });
   const { sid } = await dialer.sendMessage({ handoffId: 'h-wa', to: CALLER, from: AGENT_NUMBER, body: 'Hi!\nSven here.', channel: 'whatsapp' });
   assert.match(sid, /^MMdryrun/);
-  assert.ok(lines.includes('dry-run:   To=whatsapp:+*********06'));
-  assert.ok(lines.includes('dry-run:   Body="Hi!\\nSven here."'));
+  assert.ok(lines.includes('dry-run:   To=whatsapp:+*********06'), "lines.includes('dry-run:   To=whatsapp:+*********06')");
+  assert.ok(lines.includes('dry-run:   Body="Hi!\\nSven here."'), 'lines.includes(\'dry-run:   Body="Hi!\\\\nSven here."\')');
 });
 
 test('getCall reports the default outcome, a completed call answered by a person', async () => {
@@ -89,7 +89,7 @@ test('ending a call prints the Status update; an unknown SID → NOT_FOUND', asy
   const dialer = new DryRunDialer({ write: (l) => lines.push(l) });
   const { sid } = await dialer.dial(request);
   assert.deepEqual(await dialer.endCall(sid, 'cancel'), { sid, status: 'canceled' });
-  assert.ok(lines.includes('dry-run:   Status=canceled'));
+  assert.ok(lines.includes('dry-run:   Status=canceled'), "lines.includes('dry-run:   Status=canceled')");
   await assert.rejects(dialer.getCall(`CA${'7'.repeat(32)}`), { code: 'NOT_FOUND' });
 });
 

@@ -96,14 +96,14 @@ function assertOneCallThenOneSms(stub: TwilioStub, id: string): void {
   assert.match(twiml, /<Parameter name="from_number" value="\+15551234567"\/>/);
   const smsForm = new Map(sms[0]?.form);
   assert.equal(smsForm.get('To'), CALLER);
-  assert.ok((smsForm.get('Body') ?? '').length <= 160);
+  assert.ok((smsForm.get('Body') ?? '').length <= 160, "(smsForm.get('Body') ?? '').length <= 160");
 }
 
 async function assertBootstrap(dir: string, id: string): Promise<void> {
   const boot = JSON.parse(await readFile(bootstrapPath(dir, id), 'utf8')) as Record<string, unknown>;
   assert.equal(boot.protocol_version, 1);
   assert.equal(boot.source, 'voice_handoff');
-  assert.ok(Date.parse(String(boot.accepted_at)) > 0);
+  assert.ok(Date.parse(String(boot.accepted_at)) > 0, 'Date.parse(String(boot.accepted_at)) > 0');
   assert.match(String(boot.resume_context), /Bob passed me context about Patrik's standup/);
 }
 
@@ -183,5 +183,5 @@ test('a tampered payload: no call, no bootstrap file, rejected with SIGNATURE', 
   await until('rejection with SIGNATURE', async () => ((await bob.get(id)) as { reason?: string }).reason === 'SIGNATURE');
   assert.equal(stub.requests.length, 0, 'Twilio was never called');
   await assert.rejects(readdir(alice.bootstrapDir), { code: 'ENOENT' });
-  assert.ok(alice.logger.lines.some((l) => l.includes('"security":true') && l.includes('SIGNATURE')));
+  assert.ok(alice.logger.lines.some((l) => l.includes('"security":true') && l.includes('SIGNATURE')), 'alice.logger.lines.some((l) => l.includes(\'"security":true\') && l.includes(\'SIGNATURE\'))');
 });

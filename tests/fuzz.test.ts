@@ -16,5 +16,5 @@ test('generated hostile requests to every endpoint → never a 5xx, the token in
 test('generated hostile payloads → the parser and the verifier refuse with a typed code, and a character change that alters the document never verifies', async () => {
   const result = await parserFuzz({ runs: 400, seed: 20261122 });
   assert.deepEqual(result.violations, [], describeViolations(result.violations));
-  assert.ok(result.fuzzCases >= 1200);
+  assert.ok(result.fuzzCases >= 1200, 'result.fuzzCases >= 1200');
 });

@@ -96,7 +96,7 @@ test('the periodic sweep moves a claim past its lease to rejected/lease_expired;
   const renewed = await post(app, `/api/v1/handoffs/${kept.id}/renew`, 'alice', JSON.stringify({ claim_token: keptClaim.claim_token, lease_ms: 60_000 }));
   assert.equal(renewed.status, 200);
   const renewedBody = (await renewed.json()) as { lease_until: string };
-  assert.ok(Date.parse(renewedBody.lease_until) > Date.parse(keptClaim.lease_until));
+  assert.ok(Date.parse(renewedBody.lease_until) > Date.parse(keptClaim.lease_until), 'Date.parse(renewedBody.lease_until) > Date.parse(keptClaim.lease_until)');
 
   const watching = get(app, `/api/v1/handoffs/${lapsed.id}?wait=10&since=claimed`, 'bob');
   clock.now = T0 + 61_000;

@@ -168,7 +168,7 @@ test('add-agent stores only the SHA-256 in a 0600 file and the token works on a 
   assert.match(token, /^[A-Za-z0-9_-]{43}$/);
   const text = await readFile(hub.configFile, 'utf8');
   assert.ok(!text.includes(token), 'the token itself is not stored');
-  assert.ok(text.includes(tokenSha256(token)));
+  assert.ok(text.includes(tokenSha256(token)), 'text.includes(tokenSha256(token))');
   assert.equal((await stat(hub.configFile)).mode & 0o777, 0o600);
 
   const poll = async (): Promise<number> => (await fetch(api(hub.url, '/handoffs/poll?agent=sven'), { headers: { authorization: `Bearer ${token}` } })).status;

@@ -52,7 +52,7 @@ test('handoff hub add-agent prints the token once and stores only its hash; serv
   assert.match(token, /^[A-Za-z0-9_-]{43}$/);
   assert.match(added.stderr, /shown once/);
   const stored = await readFile(config, 'utf8');
-  assert.ok(!stored.includes(token));
+  assert.ok(!stored.includes(token), '!stored.includes(token)');
   assert.equal((await stat(config)).mode & 0o777, 0o600);
   const bob = { token: await addAgent(config, 'bob') };
 

@@ -32,7 +32,7 @@ test('the client runs start → poll → accept → complete and gets the exact 
 
   const claim = await alice.accept(compact.id);
   assert.equal(claim.status, 'claimed');
-  assert.ok(claim.token.length > 0);
+  assert.ok(claim.token.length > 0, 'claim.token.length > 0');
   const done = await alice.complete(compact.id, { outcome: 'connected', final_transcript: [{ role: 'user', text: 'thanks' }] });
   assert.deepEqual([done.status, done.outcome], ['archived', 'connected']);
 

@@ -83,7 +83,7 @@ test('a valid handoff is accepted, bootstrapped, dialed once and completed when 
   await listener.handle({ id: p.payload.handoff_id, text: p.text });
   assert.equal(s.dialer.dials.length, 1);
   const dial = s.dialer.dials[0];
-  assert.ok(dial);
+  assert.ok(dial, 'dial');
   assert.equal(dial.to, CALLER, 'the number comes from the contact list by caller hash');
   assert.equal(dial.from, '+15550001111');
   assert.deepEqual(dial.target, { kind: 'stream', url: 'wss://alice.example.com/twilio' });
@@ -118,7 +118,7 @@ test('a tampered payload is refused with SIGNATURE: no bootstrap, no call, logge
   assert.equal(s.dialer.dials.length, 0);
   await assert.rejects(readdir(s.bootstrapDir), { code: 'ENOENT' });
   const line = s.logger.lines.find((l) => l.includes('handoff refused'));
-  assert.ok(line && line.includes('"security":true') && line.includes('SIGNATURE'));
+  assert.ok(line && line.includes('"security":true') && line.includes('SIGNATURE'), 'line && line.includes(\'"security":true\') && line.includes(\'SIGNATURE\')');
   assert.ok(!s.logger.lines.join('\n').includes('wire transfer'), 'no transcript text in logs');
   assert.ok(!s.logger.lines.join('\n').includes(CALLER), 'no phone number in logs');
 });
@@ -130,9 +130,9 @@ test('no answer → one fallback SMS → rejected with no_answer', async (t) => 
   await offerAndHandle(s, p);
   assert.equal(s.dialer.messages.length, 1);
   const sms = s.dialer.messages[0];
-  assert.ok(sms);
+  assert.ok(sms, 'sms');
   assert.equal(sms.to, CALLER);
-  assert.ok(sms.body.length <= 160);
+  assert.ok(sms.body.length <= 160, 'sms.body.length <= 160');
   assert.match(sms.body, /Alice/);
   assert.deepEqual(s.source.settled.get(p.payload.handoff_id)?.outcome, 'no_answer');
 });
@@ -533,7 +533,7 @@ test('a call that was never answered gives an accept → dial sample but no dial
   await offerAndHandle(s, payload());
   const m = await measured(metrics);
   assert.equal(m.acceptToDial.count, 1);
-  assert.ok(m.acceptToDial.sum >= 0);
+  assert.ok(m.acceptToDial.sum >= 0, 'm.acceptToDial.sum >= 0');
   assert.equal(m.dialToAnswer.count, 0);
   assert.equal(await m.delivered('rejected', 'no_answer'), 1);
 });

@@ -10,7 +10,7 @@ import { tmpDir } from './helpers/tmp.js';
 
 function clean(result: SuiteResult): void {
   assert.deepEqual(result.violations, [], describeViolations(result.violations));
-  assert.ok(result.races > 0);
+  assert.ok(result.races > 0, 'result.races > 0');
 }
 
 test('each handoff accepted at once through the hub, by a second spool and by another process → exactly one winner, whose token holds it', async (t) => {

@@ -23,7 +23,7 @@ test('extension-table characters count as two septets', () => {
   assert.equal(gsm7Septets('{}'), 4);
   assert.equal(gsm7Septets('€^|'), 6);
   assert.equal(gsm7Septets('é'), 1);
-  assert.ok(Number.isNaN(gsm7Septets('ç😀')));
+  assert.ok(Number.isNaN(gsm7Septets('ç😀')), "Number.isNaN(gsm7Septets('ç😀'))");
 });
 
 test('non-GSM characters are replaced or dropped deterministically', () => {
@@ -54,7 +54,7 @@ test('for any names and reason the SMS is GSM-7, at most 160 septets, and determ
       const input = handedOverBy === undefined ? { agentName, reason } : { agentName, reason, handedOverBy };
       const sms = composeFallbackSms(input);
       assert.equal(isGsm7(sms), true);
-      assert.ok(gsm7Septets(sms) <= SMS_MAX_SEPTETS);
+      assert.ok(gsm7Septets(sms) <= SMS_MAX_SEPTETS, 'gsm7Septets(sms) <= SMS_MAX_SEPTETS');
       assert.equal(composeFallbackSms(input), sms);
     }),
     { numRuns: 300 },

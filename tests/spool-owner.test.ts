@@ -110,7 +110,7 @@ describe('spool: the owner of an exclusive spool', () => {
     const both = await Promise.allSettled([openSpool({ root, exclusive: true }), openSpool({ root, exclusive: true })]);
     const opened = both.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     assert.equal(opened.length, 1);
-    assert.ok(both.some((r) => r.status === 'rejected' && refused(r.reason)));
+    assert.ok(both.some((r) => r.status === 'rejected' && refused(r.reason)), "both.some((r) => r.status === 'rejected' && refused(r.reason))");
     const [a] = opened as [Spool];
     await assert.rejects(openSpool({ root }), refused);
     assert.equal(existsSync(path.join(root, '.owner')), true, 'a refused open leaves the owner its record');

@@ -225,7 +225,7 @@ describe('retention: the hub and the CLI', () => {
     for (let i = 0; i < 200 && placesOf(hub.spoolDir, old).length > 0; i++) await new Promise((r) => setTimeout(r, 25));
     assert.deepEqual(placesOf(hub.spoolDir, old), []);
     assert.equal(placesOf(hub.spoolDir, recent).length, 1);
-    assert.ok(auditEvents(hub.spoolDir).some((e) => e.event === 'purge' && e.id === old));
+    assert.ok(auditEvents(hub.spoolDir).some((e) => e.event === 'purge' && e.id === old), "auditEvents(hub.spoolDir).some((e) => e.event === 'purge' && e.id === old)");
     assert.equal((await hub.hub.app.janitor?.purgeNow())?.archived, 0);
     // Closed here, not only by its hook: the directory's removal hook was added first and runs first.
     await hub.hub.close();

@@ -81,7 +81,7 @@ describe('spool: states and files', () => {
     assert.equal(again.record.state, 'claimed');
     await rejectsWith(h.spool.put(other.text), 'CONFLICT');
     assert.equal(onlyPlace(h.root, 'dup-1').state, 'claimed');
-    assert.ok(claim.token);
+    assert.ok(claim.token, 'claim.token');
   });
 
   test('an invalid payload is refused with its code and leaves no file behind', async (t) => {
@@ -132,7 +132,7 @@ describe('spool: states and files', () => {
       assert.equal(place.state, state);
       const text = place.bytes.toString('utf8');
       assert.ok(text.startsWith(`{"relay":{"state":"${state}"`), 'relay facts come first');
-      assert.ok(text.endsWith('}\n'));
+      assert.ok(text.endsWith('}\n'), "text.endsWith('}\n')");
       assert.ok(text.includes(p.text), 'the payload text is spliced in verbatim');
       assert.deepEqual(payloadBytesOf(place.bytes), original);
       expectSignatureVerifies(payloadBytesOf(place.bytes));
@@ -262,21 +262,21 @@ describe('spool: durability', () => {
     h.fs.reset();
     await h.spool.put(p.text);
     const link = lastIndex((c) => c.op === 'link' && rel(c.args[1]) === path.join('handoff', 'dirsync-1.json'));
-    assert.ok(link >= 0);
-    assert.ok(lastIndex((c) => c.op === 'fsyncDir' && rel(c.args[0]) === 'handoff') > link);
+    assert.ok(link >= 0, 'link >= 0');
+    assert.ok(lastIndex((c) => c.op === 'fsyncDir' && rel(c.args[0]) === 'handoff') > link, "lastIndex((c) => c.op === 'fsyncDir' && rel(c.args[0]) === 'handoff') > link");
 
     h.fs.reset();
     const claim = await h.spool.claim('dirsync-1', 'alice');
     const moved = lastIndex((c) => c.op === 'rename' && rel(c.args[1]) === path.join('claimed', 'dirsync-1.json'));
-    assert.ok(lastIndex((c) => c.op === 'fsyncDir' && rel(c.args[0]) === 'claimed') > moved);
-    assert.ok(lastIndex((c) => c.op === 'fsyncDir' && rel(c.args[0]) === 'handoff') > moved);
+    assert.ok(lastIndex((c) => c.op === 'fsyncDir' && rel(c.args[0]) === 'claimed') > moved, "lastIndex((c) => c.op === 'fsyncDir' && rel(c.args[0]) === 'claimed') > moved");
+    assert.ok(lastIndex((c) => c.op === 'fsyncDir' && rel(c.args[0]) === 'handoff') > moved, "lastIndex((c) => c.op === 'fsyncDir' && rel(c.args[0]) === 'handoff') > moved");
 
     h.fs.reset();
     await h.spool.complete('dirsync-1', claim.token, { outcome: 'connected' });
     const bucket = path.join('archive', bucketOf('dirsync-1'));
     const final = lastIndex((c) => c.op === 'rename' && rel(c.args[1]) === path.join(bucket, 'dirsync-1.json'));
-    assert.ok(lastIndex((c) => c.op === 'fsyncDir' && rel(c.args[0]) === bucket) > final);
-    assert.ok(lastIndex((c) => c.op === 'fsyncDir' && rel(c.args[0]) === 'claimed') > final);
+    assert.ok(lastIndex((c) => c.op === 'fsyncDir' && rel(c.args[0]) === bucket) > final, "lastIndex((c) => c.op === 'fsyncDir' && rel(c.args[0]) === bucket) > final");
+    assert.ok(lastIndex((c) => c.op === 'fsyncDir' && rel(c.args[0]) === 'claimed') > final, "lastIndex((c) => c.op === 'fsyncDir' && rel(c.args[0]) === 'claimed') > final");
   });
 
   test('an fsync error rejects put with IO and nothing is stored', async (t) => {

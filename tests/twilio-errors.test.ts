@@ -130,7 +130,7 @@ for (const code of [21211, 21220]) {
     stub.reply(twilioError(400, code, `The 'To' number ${CALLER} is not a valid phone number.`));
     const err = await rejectsWith(dialer.dial(dialRequest()), 'DIAL_FAILED');
     assert.match(err.message, new RegExp(String(code)));
-    assert.ok(!err.message.includes(CALLER.slice(1)));
+    assert.ok(!err.message.includes(CALLER.slice(1)), '!err.message.includes(CALLER.slice(1))');
     assert.equal(err.cause, undefined, 'no SDK error (with request body and auth header) is attached');
     assert.equal(creates(stub), 1);
     assert.deepEqual(time.sleeps, []);

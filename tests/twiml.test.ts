@@ -56,24 +56,24 @@ test('a lead-in that exactly fits 4,000 characters is kept whole; one more chara
   assert.equal(sayText(whole), fits);
 
   const over = streamTwiml({ ...base, leadIn: `${fits}a` });
-  assert.ok(over.length <= TWIML_MAX_CHARS);
-  assert.ok(sayText(over).endsWith('…'));
+  assert.ok(over.length <= TWIML_MAX_CHARS, 'over.length <= TWIML_MAX_CHARS');
+  assert.ok(sayText(over).endsWith('…'), "sayText(over).endsWith('…')");
 });
 
 test('a long lead-in is cut at a word boundary to fit 4,000 characters; the structure stays intact', () => {
   const twiml = streamTwiml({ ...base, leadIn: 'word '.repeat(2000) });
   assert.ok(twiml.length <= TWIML_MAX_CHARS, `length ${twiml.length}`);
-  assert.ok(twiml.endsWith(`</Say>${STRUCTURE_END}`));
+  assert.ok(twiml.endsWith(`</Say>${STRUCTURE_END}`), 'twiml.endsWith(`</Say>${STRUCTURE_END}`)');
   assert.match(sayText(twiml), /^(word )*word…$/);
 });
 
 test('truncation never splits an escape sequence or a surrogate pair', () => {
   const escaped = streamTwiml({ ...base, leadIn: '&<'.repeat(3000) });
-  assert.ok(escaped.length <= TWIML_MAX_CHARS);
+  assert.ok(escaped.length <= TWIML_MAX_CHARS, 'escaped.length <= TWIML_MAX_CHARS');
   assert.match(sayText(escaped), /^(?:&amp;|&lt;)+…$/);
 
   const emoji = streamTwiml({ ...base, leadIn: '😀'.repeat(3000) });
-  assert.ok(emoji.length <= TWIML_MAX_CHARS);
+  assert.ok(emoji.length <= TWIML_MAX_CHARS, 'emoji.length <= TWIML_MAX_CHARS');
   assert.doesNotMatch(emoji, /[\uD800-\uDBFF](?![\uDC00-\uDFFF])/);
 });
 
