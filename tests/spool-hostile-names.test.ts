@@ -11,7 +11,7 @@ import { describe, test, type TestContext } from 'node:test';
 import { HandoffError } from '../protocol/index.js';
 import { bucketOf, createRealFsOps, openSpool, type FsOps, type Spool, type SpoolOptions } from '../spool/index.js';
 import { MAX_SPOOL_FILE_BYTES, MAX_SPOOL_PAYLOAD_BYTES } from '../spool/spool.js';
-import { makePayload, TestFs } from './helpers/spool-fixtures.js';
+import { makePayload, TestFs, rejectsWith } from './helpers/spool-fixtures.js';
 import { listTree } from './helpers/spool-inspect.js';
 import { runCli } from './helpers/cli.js';
 import { tmpDir } from './helpers/tmp.js';
@@ -75,14 +75,6 @@ function fifoMaker(t: TestContext): (file: string) => void {
     execFileSync('mkfifo', [file]);
     made.push(file);
   };
-}
-
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof HandoffError, `expected a HandoffError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    return true;
-  });
 }
 
 function isFifo(file: string): boolean {

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, test, type TestContext } from 'node:test';
 import { computeHmac, HandoffError, parsePayload } from '../protocol/index.js';
 import { bucketOf, createRealFsOps, openSpool, verifyAudit, type HandoffState, type Spool, type SpoolOptions } from '../spool/index.js';
-import { makePayload, TestFs, TEST_SECRET } from './helpers/spool-fixtures.js';
+import { makePayload, TestFs, TEST_SECRET, rejectsWith } from './helpers/spool-fixtures.js';
 import { listTree, onlyPlace, payloadBytesOf, placesOf, tmpFiles } from './helpers/spool-inspect.js';
 import { tmpDir } from './helpers/tmp.js';
 
@@ -39,14 +39,6 @@ async function harness(t: TestContext, extra: Partial<SpoolOptions> = {}): Promi
   });
   const spool = await open();
   return { root, spool, fs, clock, reopen: open };
-}
-
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof HandoffError, `expected a HandoffError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    return true;
-  });
 }
 
 function expectSignatureVerifies(payloadBytes: Uint8Array): void {

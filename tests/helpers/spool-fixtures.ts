@@ -1,7 +1,8 @@
 /**
  * Payloads and file-system wrappers for the spool tests.
  */
-import { signPayload, isoSeconds } from '../../protocol/index.js';
+import assert from 'node:assert/strict';
+import { HandoffError, signPayload, isoSeconds } from '../../protocol/index.js';
 import { MUTATING_FS_CALLS, createRealFsOps, type FsOps } from '../../spool/index.js';
 
 export const TEST_SECRET = 'bob-alice-pair-secret-0123456789abcdef';
@@ -103,4 +104,13 @@ export class TestFs {
 
 function crashError(op: string): Error {
   return Object.assign(new Error(`simulated crash before ${op}`), { code: 'ECRASH' });
+}
+
+/** Asserts that `p` rejects with a HandoffError of `code`. */
+export async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof HandoffError, `expected a HandoffError, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    return true;
+  });
 }
