@@ -194,10 +194,12 @@ function listen(app: HubApp, host: string, port: number): Promise<[Server, Addre
  * refusal, `{"error":{"code","message"}}`, instead of Node's bare 400, and the connection closes.
  */
 function answerMalformed(err: NodeJS.ErrnoException, socket: Duplex): void {
-  // As Node's own handler: no answer into a response already under way on this connection (a
-  // pipelining client); the connection just ends. `_httpMessage` is how Node links the two.
-  const current = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-  if (err.code === 'ECONNRESET' || !socket.writable || current?.headersSent === true) {
+  // A pipelining client with an earlier request still unanswered on this connection (a parked
+  // poll, say) would read our 400 as the answer to that request, so the connection just ends.
+  // Node's own handler still answers when the earlier response has not started; we do not.
+  // `_httpMessage` is how Node links a socket to the response it is writing.
+  const earlier = (socket as Duplex & { _httpMessage?: unknown })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || earlier != null) {
     socket.destroy();
     return;
   }

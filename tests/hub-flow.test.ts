@@ -400,3 +400,20 @@ test("a request Node's HTTP parser refuses gets the hub's error shape, and the h
   const health = await fetch(`${url}/healthz`);
   assert.equal(health.status, 200);
 });
+
+test('a malformed request pipelined behind a parked poll closes the connection without an answer the client would take for the poll\'s', async (t) => {
+  const { url } = await startTestHub(t);
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  let reply = '';
+  socket.setEncoding('utf8').on('data', (d: string) => (reply += d));
+  const closed = new Promise<void>((resolve, reject) => socket.on('close', () => resolve()).on('error', reject));
+  await new Promise<void>((resolve) => socket.once('connect', resolve));
+  const poll = `GET /api/v1/handoffs/poll?agent=alice&wait=30 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TEST_TOKENS.alice}\r\n\r\n`;
+  socket.write(`${poll}POST /api/v1/handoffs/start HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n`);
+  await closed;
+  // A 400 here would be read as the answer to the poll, the first request on the connection.
+  assert.equal(reply, '', 'no bytes are written for either request');
+  const health = await fetch(`${url}/healthz`);
+  assert.equal(health.status, 200);
+});
