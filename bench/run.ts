@@ -12,7 +12,7 @@
  *   --cli-e2e N        end-to-end samples through a spawned CLI (default 30; quick 5)
  *   --local N          local-mode samples (default 1000; quick 200)
  *   --cli-runs N       CLI cold starts per command (default 30; quick 10)
- *   --only LIST        comma-separated sections: disk,http,wakeup,lifecycle,e2e,scale,local,cli,bullmq,compare
+ *   --only LIST        comma-separated sections: disk,storage,http,wakeup,lifecycle,e2e,scale,local,cli,bullmq,compare
  *   --no-build         use dist/ as it is (default: npm run build first)
  *   --no-bullmq        skip the BullMQ comparison
  *   --compare DIR      also run this tree's hub and DIR's (another built checkout) side by side,
@@ -39,9 +39,10 @@ import { measureHttpFloor, type HttpFloorResult } from './scenarios/http-floor.j
 import { measureLifecycle, pairAgents, type LifecycleResult } from './scenarios/lifecycle.js';
 import { measureLocal, type LocalResult } from './scenarios/local.js';
 import { measureScale, type ScalePoint } from './scenarios/scale.js';
+import { measureStorageFloor, type StorageFloorRow } from './scenarios/storage-floor.js';
 import { measureWakeup, type WakeupResult } from './scenarios/wakeup.js';
 
-const SECTIONS = ['disk', 'http', 'wakeup', 'lifecycle', 'e2e', 'scale', 'local', 'cli', 'bullmq', 'compare'] as const;
+const SECTIONS = ['disk', 'storage', 'http', 'wakeup', 'lifecycle', 'e2e', 'scale', 'local', 'cli', 'bullmq', 'compare'] as const;
 type Section = (typeof SECTIONS)[number];
 
 interface Options {
@@ -205,6 +206,7 @@ interface Results {
   machine: Machine;
   options: Omit<Options, 'only'> & { only: Section[] };
   disk?: DiskResult;
+  storage?: StorageFloorRow[];
   http?: HttpFloorResult;
   wakeup?: WakeupResult[];
   lifecycle?: LifecycleResult[];
@@ -275,6 +277,11 @@ async function main(): Promise<void> {
     if (has('disk')) {
       log('disk floor…');
       results.disk = await measureDisk(options.quick ? 1 : 3);
+    }
+
+    if (has('storage')) {
+      log('storage floor (the spool\'s file-system calls of a lifecycle, nothing else)…');
+      results.storage = await measureStorageFloor(options.quick ? 1 : 3);
     }
 
     if (has('http')) {
@@ -435,6 +442,12 @@ function buildTable(r: Results): void {
     row('write+fsync+rename, 8 in flight', r.disk.parallel8PerSec);
     row('write+fsync+rename+fsync(dir), serial', r.disk.serialWithDirSyncPerSec);
   }
+  if (r.storage) {
+    heading('(7a) storage floor: the file-system calls of a lifecycle as the spool makes them, in order, nothing else', ['lifecycles/s', 'CPU %', 'CPU ms/lifecycle', 'host steal %']);
+    for (const s of r.storage) {
+      row(`${s.pairs} pair${s.pairs > 1 ? 's' : ''}, ${s.audit ? 'state files and audit lines' : 'state files only (no audit log)'}`, s.perSec, s.cpuPct, s.cpuMsPerLifecycle, s.stealPct);
+    }
+  }
   if (r.http) {
     heading('(7a) HTTP floor: the four requests of a lifecycle, 8 pairs, against a hono server that does nothing', ['lifecycles/s', 'server CPU %', 'clients CPU %', 'host steal %']);
     row('start → poll → accept → complete, no storage, no checks', r.http.perSec, r.http.serverCpuPct, r.http.clientCpuPct, r.http.stealPct);
@@ -507,6 +520,15 @@ function buildTable(r: Results): void {
     row('relay durable writes/s (3 × handoffs/s)', 3 * eight.perSec);
     row('floor write+fsync+rename/s', r.disk.parallel8PerSec);
     row('share of the floor reached', `${round((300 * eight.perSec) / r.disk.parallel8PerSec)}%`);
+  }
+  const storage8 = r.storage?.find((s) => s.pairs === 8 && s.audit);
+  if (storage8 && eight) {
+    heading('(7b) distance from the storage floor (8 pairs, the same durable steps without HTTP or checks)', ['value']);
+    row('relay handoffs/s', eight.perSec);
+    row('storage floor lifecycles/s', storage8.perSec);
+    row('share of the storage floor reached', `${round((100 * eight.perSec) / storage8.perSec)}%`);
+    row('storage floor CPU ms/lifecycle', storage8.cpuMsPerLifecycle);
+    row('relay hub CPU ms/handoff', (10 * eight.hubCpuPct) / eight.perSec);
   }
   if (r.http && eight) {
     heading('(7b) distance from the HTTP floor (8 pairs, same requests, same machine)', ['value']);
