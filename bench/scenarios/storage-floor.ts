@@ -159,12 +159,8 @@ async function run(root: string, pairs: number, seconds: number, audit: boolean)
   }
 }
 
-/** The storage floor with 1 and 8 pairs, with and without the audit lines, in the spools' file system. */
-export async function measureStorageFloor(seconds: number): Promise<StorageFloorRow[]> {
+/** The storage floor with `pairs` pairs for `seconds`, with or without the audit lines, in the spools' file system. */
+export async function measureStorageFloor(pairs: number, seconds: number, audit: boolean): Promise<StorageFloorRow> {
   const dir = await benchDir('storage');
-  const rows: StorageFloorRow[] = [];
-  for (const [pairs, audit] of [[1, true], [8, true], [8, false]] as const) {
-    rows.push(await run(path.join(dir, `${pairs}-${audit ? 'audit' : 'plain'}`), pairs, seconds, audit));
-  }
-  return rows;
+  return run(dir, pairs, seconds, audit);
 }
