@@ -304,7 +304,7 @@ async function main(): Promise<void> {
     const storageSeconds = Math.min(options.seconds, 5);
     const storageFloor = async (pairs: number): Promise<void> => {
       for (const audit of pairs === 8 ? [false, true] : [true]) {
-        log(`storage floor, ${pairs} pairs${audit ? '' : ', no audit lines'}…`);
+        log(`storage floor, ${pairs} pair${pairs > 1 ? 's' : ''}${audit ? '' : ', no audit lines'}…`);
         (results.storage ??= []).push(await measureStorageFloor(pairs, storageSeconds, audit));
       }
     };

@@ -21,13 +21,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { close, fsync, fsyncDir, open, write, writeFsynced } from '../lib/durable-fs.js';
 import { benchDir } from '../lib/fixtures.js';
 import { cpuWindow, stealWindow } from '../lib/proc.js';
 
-const open = promisify(fs.open);
-const write = promisify(fs.write);
-const fsync = promisify(fs.fsync);
-const close = promisify(fs.close);
 const link = promisify(fs.link);
 const unlink = promisify(fs.unlink);
 const rename = promisify(fs.rename);
@@ -76,25 +73,6 @@ class BatchedLog {
   }
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const fd = await open(dir, 'r');
-  try {
-    await fsync(fd);
-  } finally {
-    await close(fd);
-  }
-}
-
-async function writeTmp(file: string, data: Buffer): Promise<void> {
-  const fd = await open(file, 'wx', 0o600);
-  try {
-    await write(fd, data);
-    await fsync(fd);
-  } finally {
-    await close(fd);
-  }
-}
-
 async function run(root: string, pairs: number, seconds: number, audit: boolean): Promise<StorageFloorRow> {
   const dirs = { tmp: path.join(root, 'tmp'), handoff: path.join(root, 'handoff'), claimed: path.join(root, 'claimed'), bucket: path.join(root, 'archive', 'f1') };
   for (const dir of Object.values(dirs)) await fs.promises.mkdir(dir, { recursive: true });
@@ -111,29 +89,31 @@ async function run(root: string, pairs: number, seconds: number, audit: boolean)
   let tmpSeq = 0;
   const tmp = (): string => path.join(dirs.tmp, `t${tmpSeq++}`);
 
+  // A claim or completion: the rename into the next state, then the file with the relay's facts
+  // written in tmp/ and renamed over it, then that directory fsynced.
+  const advance = async (from: string, to: string, withFacts: Buffer): Promise<void> => {
+    await rename(from, to);
+    const t = tmp();
+    await writeFsynced(t, withFacts);
+    await rename(t, to);
+    await fsyncDir(path.dirname(to));
+  };
+
   const lifecycle = async (p: number, k: number): Promise<void> => {
     const name = `${p}-${k}.json`;
     const inHandoff = path.join(dirs.handoff, name);
     const inClaimed = path.join(dirs.claimed, name);
     const inArchive = path.join(dirs.bucket, name);
     const t1 = tmp();
-    await writeTmp(t1, put);
+    await writeFsynced(t1, put);
     await link(t1, inHandoff);
     await unlink(t1);
-    await syncDir(dirs.handoff);
+    await fsyncDir(dirs.handoff);
     await line_(); // put
     await line_(); // the poll's delivery
-    await rename(inHandoff, inClaimed);
-    const t2 = tmp();
-    await writeTmp(t2, claimed);
-    await rename(t2, inClaimed);
-    await syncDir(dirs.claimed);
+    await advance(inHandoff, inClaimed, claimed);
     await line_(); // claim
-    await rename(inClaimed, inArchive);
-    const t3 = tmp();
-    await writeTmp(t3, archived);
-    await rename(t3, inArchive);
-    await syncDir(dirs.bucket);
+    await advance(inClaimed, inArchive, archived);
     await line_(); // complete
   };
 
