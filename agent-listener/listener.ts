@@ -621,11 +621,19 @@ export class Listener {
     this.dialAckMs.set(journal.handoff_id, ackMs);
   }
 
-  /** The call ended: dial → answer, if this process dialed it and saw it answered. */
+  /**
+   * The call ended: dial → answer, if this process dialed it and it was answered. When no poll or
+   * callback saw it in progress (a short call can go from ringing to completed between two polls,
+   * or its in-progress callback can be lost), the answer is dated back from now by the call's
+   * duration, which Twilio reports in whole seconds for a completed call: late by at most one
+   * poll interval plus a second, like a poll's own sighting, instead of no sample at all.
+   */
   private callFollowed(id: string, info: CallInfo): void {
     const ackMs = this.dialAckMs.get(id);
     this.dialAckMs.delete(id);
-    if (ackMs !== undefined && info.answeredAtMs !== undefined) this.opts.metrics?.observeDialToAnswer(info.answeredAtMs - ackMs);
+    const fromDuration = info.status === 'completed' && info.durationSec !== undefined ? this.clock() - info.durationSec * 1000 : undefined;
+    const answeredMs = info.answeredAtMs ?? fromDuration;
+    if (ackMs !== undefined && answeredMs !== undefined) this.opts.metrics?.observeDialToAnswer(Math.max(0, answeredMs - ackMs));
   }
 
   /** Runs a transition; "already settled elsewhere" (e.g. the voice server completed it) is fine. */

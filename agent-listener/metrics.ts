@@ -47,7 +47,7 @@ export function createListenerMetrics(registry = new Registry()): ListenerMetric
   });
   const dialToAnswer = new Histogram({
     name: 'handoff_listener_dial_to_answer_seconds',
-    help: 'Time from Twilio acknowledging a call this listener placed to the listener seeing it answered',
+    help: 'Time from Twilio acknowledging a call this listener placed to the listener seeing it answered (or, for a short call, its end less its duration)',
     buckets: [1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120],
     registers: [registry],
   });

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { bootstrapPath, readBootstrap } from '../agent-listener/bootstrap.js';
 import { followCallByPolling } from '../agent-listener/call-follow.js';
-import type { CallStatus } from '../agent-listener/dialer.js';
+import type { CallInfo, CallStatus } from '../agent-listener/dialer.js';
 import { Listener, type ListenerOptions } from '../agent-listener/listener.js';
 import { createListenerMetrics, type ListenerMetrics } from '../agent-listener/metrics.js';
 import { ListenerState } from '../agent-listener/state.js';
@@ -524,6 +524,29 @@ test('an answered call gives one accept → dial and one dial → answer sample,
   assert.deepEqual(m.acceptToDial, { count: 1, sum: 1.5 }, 'from the claim to the acknowledged create');
   assert.deepEqual(m.dialToAnswer, { count: 1, sum: 2 }, 'from the acknowledgment to the poll that saw in-progress');
   assert.equal(await m.delivered('completed', 'connected'), 1);
+});
+
+test('a short call seen only ringing and then completed is dated back from its duration for dial → answer', async (t) => {
+  const metrics = createListenerMetrics();
+  const s = await setup(t, { metrics });
+  // Polls at +0, +1, +2 s see it ringing; the one at +3 s sees it completed after 1 s of talk.
+  const script: CallInfo[] = [{ status: 'ringing' }, { status: 'ringing' }, { status: 'ringing' }, { status: 'completed', durationSec: 1 }].map((c) => ({ sid: 'CA1', ...c }) as CallInfo);
+  let polls = 0;
+  const followCall: ListenerOptions['followCall'] = (sid, _id, signal) =>
+    followCallByPolling({
+      getCall: async () => ({ ...(script[Math.min(polls++, script.length - 1)] as CallInfo), sid }),
+      sid,
+      intervalMs: 1000,
+      clock: () => s.advance(0),
+      sleep: async (ms) => void s.advance(ms),
+      signal,
+    });
+  const p = payload();
+  s.source.add(p.payload.handoff_id, p.text);
+  await (await s.make({ followCall })).handle({ id: p.payload.handoff_id, text: p.text });
+  assert.equal(s.source.settled.get(p.payload.handoff_id)?.outcome, 'connected');
+  const m = await measured(metrics);
+  assert.deepEqual(m.dialToAnswer, { count: 1, sum: 2 }, 'the end (+3 s) less the 1 s the call lasted');
 });
 
 test('a call that was never answered gives an accept → dial sample but no dial → answer one', async (t) => {
