@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { bootstrapPath, readBootstrap } from '../agent-listener/bootstrap.js';
 import { followCallByPolling } from '../agent-listener/call-follow.js';
-import type { CallInfo, CallStatus } from '../agent-listener/dialer.js';
+import type { CallInfo } from '../agent-listener/dialer.js';
 import { Listener, type ListenerOptions } from '../agent-listener/listener.js';
 import { createListenerMetrics, type ListenerMetrics } from '../agent-listener/metrics.js';
 import { ListenerState } from '../agent-listener/state.js';
@@ -496,20 +496,15 @@ async function measured(metrics: ListenerMetrics) {
   };
 }
 
-test('an answered call gives one accept → dial and one dial → answer sample, timed on the listener clock', async (t) => {
-  const metrics = createListenerMetrics();
-  const s = await setup(t, { metrics });
-  // Twilio takes 1.5 s to acknowledge the create; the call rings for two polls, then is answered.
-  const realDial = s.dialer.dial.bind(s.dialer);
-  s.dialer.dial = async (req) => {
-    s.advance(1500);
-    return realDial(req);
-  };
-  const script: CallStatus[] = ['ringing', 'ringing', 'in-progress', 'completed'];
+/**
+ * Offers one handoff and handles it, the call followed by polls one second apart on the test clock
+ * that find `calls` in turn (the last one repeats); the delivery must end connected.
+ */
+async function handleFollowing(s: Awaited<ReturnType<typeof setup>>, calls: ReadonlyArray<Omit<CallInfo, 'sid'>>): Promise<void> {
   let polls = 0;
   const followCall: ListenerOptions['followCall'] = (sid, _id, signal) =>
     followCallByPolling({
-      getCall: async () => ({ sid, status: script[Math.min(polls++, script.length - 1)] as CallStatus, answeredBy: 'human' }),
+      getCall: async () => ({ ...(calls[Math.min(polls++, calls.length - 1)] as Omit<CallInfo, 'sid'>), sid }),
       sid,
       intervalMs: 1000,
       clock: () => s.advance(0),
@@ -520,6 +515,19 @@ test('an answered call gives one accept → dial and one dial → answer sample,
   s.source.add(p.payload.handoff_id, p.text);
   await (await s.make({ followCall })).handle({ id: p.payload.handoff_id, text: p.text });
   assert.equal(s.source.settled.get(p.payload.handoff_id)?.outcome, 'connected');
+}
+
+test('an answered call gives one accept → dial and one dial → answer sample, timed on the listener clock', async (t) => {
+  const metrics = createListenerMetrics();
+  const s = await setup(t, { metrics });
+  // Twilio takes 1.5 s to acknowledge the create; the call rings for two polls, then is answered.
+  const realDial = s.dialer.dial.bind(s.dialer);
+  s.dialer.dial = async (req) => {
+    s.advance(1500);
+    return realDial(req);
+  };
+  const calls = (['ringing', 'ringing', 'in-progress', 'completed'] as const).map((status) => ({ status, answeredBy: 'human' as const }));
+  await handleFollowing(s, calls);
   const m = await measured(metrics);
   assert.deepEqual(m.acceptToDial, { count: 1, sum: 1.5 }, 'from the claim to the acknowledged create');
   assert.deepEqual(m.dialToAnswer, { count: 1, sum: 2 }, 'from the acknowledgment to the poll that saw in-progress');
@@ -530,21 +538,7 @@ test('a short call seen only ringing and then completed is dated back from its d
   const metrics = createListenerMetrics();
   const s = await setup(t, { metrics });
   // Polls at +0, +1, +2 s see it ringing; the one at +3 s sees it completed after 1 s of talk.
-  const script: CallInfo[] = [{ status: 'ringing' }, { status: 'ringing' }, { status: 'ringing' }, { status: 'completed', durationSec: 1 }].map((c) => ({ sid: 'CA1', ...c }) as CallInfo);
-  let polls = 0;
-  const followCall: ListenerOptions['followCall'] = (sid, _id, signal) =>
-    followCallByPolling({
-      getCall: async () => ({ ...(script[Math.min(polls++, script.length - 1)] as CallInfo), sid }),
-      sid,
-      intervalMs: 1000,
-      clock: () => s.advance(0),
-      sleep: async (ms) => void s.advance(ms),
-      signal,
-    });
-  const p = payload();
-  s.source.add(p.payload.handoff_id, p.text);
-  await (await s.make({ followCall })).handle({ id: p.payload.handoff_id, text: p.text });
-  assert.equal(s.source.settled.get(p.payload.handoff_id)?.outcome, 'connected');
+  await handleFollowing(s, [{ status: 'ringing' }, { status: 'ringing' }, { status: 'ringing' }, { status: 'completed', durationSec: 1 }]);
   const m = await measured(metrics);
   assert.deepEqual(m.dialToAnswer, { count: 1, sum: 2 }, 'the end (+3 s) less the 1 s the call lasted');
 });
