@@ -44,7 +44,7 @@ async function countArchived(spoolDir: string): Promise<number> {
 }
 
 /** Start-up times are short and noisy: each round takes the median of a few. */
-const START_RUNS = 3;
+const START_RUNS = 5;
 const AGENTS = ['bob', 'a000', ...pairAgents(8)];
 
 async function measureRound(dir: string, spoolDir: string, tokens: Tokens | undefined, wakeups: number, seconds: number): Promise<{ round: Round; tokens: Tokens }> {
