@@ -194,12 +194,15 @@ function listen(app: HubApp, host: string, port: number): Promise<[Server, Addre
  * refusal, `{"error":{"code","message"}}`, instead of Node's bare 400, and the connection closes.
  */
 function answerMalformed(err: NodeJS.ErrnoException, socket: Duplex): void {
-  // A pipelining client with an earlier request still unanswered on this connection (a parked
-  // poll, say) would read our 400 as the answer to that request, so the connection just ends.
-  // Node's own handler still answers when the earlier response has not started; we do not.
-  // `_httpMessage` is how Node links a socket to the response it is writing.
-  const earlier = (socket as Duplex & { _httpMessage?: unknown })._httpMessage;
-  if (err.code === 'ECONNRESET' || !socket.writable || earlier != null) {
+  // `_httpMessage` is how Node links a socket to the response of the request it is serving; it
+  // is set once that request's headers are parsed. If the request is whole (or its response has
+  // begun), the bytes Node refused belong to a later, pipelined request, and a 400 would be read
+  // as the answer to the earlier one (a parked poll, say): the connection just ends. Node's own
+  // handler still answers when the earlier response has not begun; we do not. A fault in the
+  // body of the request being served (a bad chunk) is answered as usual.
+  const current = (socket as Duplex & { _httpMessage?: { headersSent?: boolean; req?: { complete?: boolean } } | null })._httpMessage;
+  const later = current != null && (current.headersSent === true || current.req?.complete !== false);
+  if (err.code === 'ECONNRESET' || !socket.writable || later) {
     socket.destroy();
     return;
   }

@@ -392,10 +392,17 @@ test("a request Node's HTTP parser refuses gets the hub's error shape, and the h
       socket.setEncoding('utf8').on('data', (d: string) => (reply += d));
       socket.on('end', () => resolve(reply)).on('error', reject);
     });
-  for (const framing of ['Content-Length: -1', 'Content-Length: 2\r\nTransfer-Encoding: chunked']) {
-    const reply = await raw(`POST /api/v1/handoffs/start HTTP/1.1\r\nHost: x\r\n${framing}\r\n\r\n{}`);
-    assert.match(reply, /^HTTP\/1\.1 400 Bad Request\r\n/, framing);
-    assert.deepEqual(JSON.parse(reply.slice(reply.indexOf('\r\n\r\n') + 4)), { error: { code: 'BAD_REQUEST', message: 'malformed HTTP request' } });
+  const start = 'POST /api/v1/handoffs/start HTTP/1.1\r\nHost: x\r\n';
+  const requests: Record<string, string> = {
+    'negative length': `${start}Content-Length: -1\r\n\r\n{}`,
+    'length and chunked': `${start}Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}`,
+    // Headers fine, the body broken: Node has begun serving this request when it finds the fault.
+    'bad chunk size': `${start}Authorization: Bearer ${TEST_TOKENS.bob}\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n`,
+  };
+  for (const [what, request] of Object.entries(requests)) {
+    const reply = await raw(request);
+    assert.match(reply, /^HTTP\/1\.1 400 Bad Request\r\n/, what);
+    assert.deepEqual(JSON.parse(reply.slice(reply.indexOf('\r\n\r\n') + 4)), { error: { code: 'BAD_REQUEST', message: 'malformed HTTP request' } }, what);
   }
   const health = await fetch(`${url}/healthz`);
   assert.equal(health.status, 200);
