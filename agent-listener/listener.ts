@@ -499,7 +499,11 @@ export class Listener {
       return this.finish(journal, 'reject', 'dial_interrupted');
     }
     if (journal.phase === 'dialed') {
-      const info = await this.follow(journal);
+      const info = await this.follow(journal).catch((err: unknown) => {
+        // The retry follows the call from later on: what it sees no longer dates the answer.
+        this.dialAckMs.delete(id);
+        throw err;
+      });
       if (!info) return; // stopping: resume after restart from "dialed"
       this.callFollowed(id, info);
       const end = callEnd(info) ?? 'failed';
@@ -622,18 +626,26 @@ export class Listener {
   }
 
   /**
-   * The call ended: dial → answer, if this process dialed it and it was answered. When no poll or
-   * callback saw it in progress (a short call can go from ringing to completed between two polls,
-   * or its in-progress callback can be lost), the answer is dated back from now by the call's
-   * duration, which Twilio reports in whole seconds for a completed call: late by at most one
-   * poll interval plus a second, like a poll's own sighting, instead of no sample at all.
+   * The call ended: dial → answer, if this process dialed it, followed it without a break, and it
+   * was answered. When no poll or callback saw it in progress (a short call can go from ringing
+   * to completed between two polls, or its in-progress callback can be lost), the answer is dated
+   * back from now by the call's duration, which Twilio reports in whole seconds for a completed
+   * call: late by the time it took to learn of the end (at once with a callback, at most one poll
+   * interval otherwise) plus up to a second. An answer so dated to more than a second before the
+   * dial was acknowledged means the end was learnt of long after it came (a dry-run dialer
+   * reports a finished call at once): no sample then, rather than a wrong one.
    */
   private callFollowed(id: string, info: CallInfo): void {
     const ackMs = this.dialAckMs.get(id);
     this.dialAckMs.delete(id);
-    const fromDuration = info.status === 'completed' && info.durationSec !== undefined ? this.clock() - info.durationSec * 1000 : undefined;
-    const answeredMs = info.answeredAtMs ?? fromDuration;
-    if (ackMs !== undefined && answeredMs !== undefined) this.opts.metrics?.observeDialToAnswer(Math.max(0, answeredMs - ackMs));
+    if (ackMs === undefined) return;
+    if (info.answeredAtMs !== undefined) {
+      this.opts.metrics?.observeDialToAnswer(info.answeredAtMs - ackMs);
+      return;
+    }
+    if (info.status !== 'completed' || info.durationSec === undefined) return;
+    const dated = this.clock() - info.durationSec * 1000 - ackMs;
+    if (dated >= -1000) this.opts.metrics?.observeDialToAnswer(Math.max(0, dated));
   }
 
   /** Runs a transition; "already settled elsewhere" (e.g. the voice server completed it) is fine. */

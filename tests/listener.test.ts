@@ -537,10 +537,49 @@ test('an answered call gives one accept → dial and one dial → answer sample,
 test('a short call seen only ringing and then completed is dated back from its duration for dial → answer', async (t) => {
   const metrics = createListenerMetrics();
   const s = await setup(t, { metrics });
-  // Polls at +0, +1, +2 s see it ringing; the one at +3 s sees it completed after 1 s of talk.
-  await handleFollowing(s, [{ status: 'ringing' }, { status: 'ringing' }, { status: 'ringing' }, { status: 'completed', durationSec: 1 }]);
+  // Polls at +0 and +1 s see it ringing; the one at +2 s finds it completed after 1 s of talk
+  // (Twilio counts whole seconds): answered at about +1 s, just after that poll.
+  await handleFollowing(s, [{ status: 'ringing' }, { status: 'ringing' }, { status: 'completed', durationSec: 1 }]);
   const m = await measured(metrics);
-  assert.deepEqual(m.dialToAnswer, { count: 1, sum: 2 }, 'the end (+3 s) less the 1 s the call lasted');
+  assert.deepEqual(m.dialToAnswer, { count: 1, sum: 1 }, 'the end (+2 s) less the 1 s the call lasted');
+});
+
+test('a call whose end is learnt of long after it came gives no dial → answer sample', async (t) => {
+  const metrics = createListenerMetrics();
+  const s = await setup(t, { metrics });
+  // Reported finished after 42 s of talk on the very first look, as a dry-run dialer does.
+  s.dialer.outcome = { status: 'completed', answeredBy: 'human', durationSec: 42 };
+  await offerAndHandle(s, payload());
+  const m = await measured(metrics);
+  assert.equal(await m.delivered('completed', 'connected'), 1);
+  assert.equal(m.acceptToDial.count, 1);
+  assert.equal(m.dialToAnswer.count, 0, 'an answer dated 42 s before the dial is not a sample');
+});
+
+test('a call followed again after a failed follow gives no dial → answer sample', async (t) => {
+  const metrics = createListenerMetrics();
+  const s = await setup(t, { metrics });
+  let follows = 0;
+  // The first follow fails a minute in; the retry finds the call completed after 3 s of talk.
+  const followCall: ListenerOptions['followCall'] = async (sid) => {
+    if (follows++ === 0) {
+      s.advance(60_000);
+      throw new HandoffError('INTERNAL', 'call lookup failed');
+    }
+    return { sid, status: 'completed', answeredBy: 'human', durationSec: 3 };
+  };
+  const p = payload();
+  s.source.add(p.payload.handoff_id, p.text);
+  const listener = await s.make({ followCall });
+  listener.start();
+  t.after(() => listener.stop());
+  await until(() => s.events.some((e) => e.event === 'error'));
+  s.advance(5000); // past the retry pause
+  await until(() => s.source.settled.has(p.payload.handoff_id));
+  assert.equal(s.source.settled.get(p.payload.handoff_id)?.outcome, 'connected');
+  assert.equal(follows, 2);
+  const m = await measured(metrics);
+  assert.equal(m.dialToAnswer.count, 0, 'the retry learnt of the end a minute late');
 });
 
 test('a call that was never answered gives an accept → dial sample but no dial → answer one', async (t) => {
