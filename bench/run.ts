@@ -279,7 +279,6 @@ async function main(): Promise<void> {
       results.disk = await measureDisk(options.quick ? 1 : 3);
     }
 
-
     if (has('http')) {
       log('HTTP floor (a server that does nothing), 8 pairs…');
       results.http = await measureHttpFloor(8, options.seconds);
@@ -453,6 +452,7 @@ function buildTable(r: Results): void {
   if (r.storage) {
     heading('(7a) storage floor: the file-system calls of a lifecycle as the spool makes them, in order, nothing else; each run just before the relay\'s (2) row', [
       'lifecycles/s',
+      'fsyncs/lifecycle',
       'CPU %',
       'CPU ms/lifecycle',
       'host steal %',
@@ -461,7 +461,7 @@ function buildTable(r: Results): void {
     for (const s of r.storage) {
       const relay = s.audit ? r.lifecycle?.find((l) => l.pairs === s.pairs) : undefined;
       const label = `${s.pairs} pair${s.pairs > 1 ? 's' : ''}, ${s.audit ? 'state files and audit lines' : 'state files only (no audit log)'}`;
-      row(label, s.perSec, s.cpuPct, s.cpuMsPerLifecycle, s.stealPct, relay ? `${round(relay.perSec / s.perSec)}x` : '-');
+      row(label, s.perSec, s.fsyncsPerLifecycle, s.cpuPct, s.cpuMsPerLifecycle, s.stealPct, relay ? `${round(relay.perSec / s.perSec)}x` : '-');
     }
   }
   if (r.http) {

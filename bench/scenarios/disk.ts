@@ -5,8 +5,13 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fsyncDir, writeFsynced } from '../lib/durable-fs.js';
+import { promisify } from 'node:util';
 import { benchDir } from '../lib/fixtures.js';
+
+const open = promisify(fs.open);
+const write = promisify(fs.write);
+const fsync = promisify(fs.fsync);
+const close = promisify(fs.close);
 
 export interface DiskResult {
   /** write+fsync+rename per second, one at a time. */
@@ -18,9 +23,22 @@ export interface DiskResult {
 }
 
 async function durableWrite(tmp: string, dest: string, data: Buffer, dirToSync?: string): Promise<void> {
-  await writeFsynced(tmp, data);
+  const fd = await open(tmp, 'wx', 0o600);
+  try {
+    await write(fd, data);
+    await fsync(fd);
+  } finally {
+    await close(fd);
+  }
   await fs.promises.rename(tmp, dest);
-  if (dirToSync !== undefined) await fsyncDir(dirToSync);
+  if (dirToSync !== undefined) {
+    const dfd = await open(dirToSync, 'r');
+    try {
+      await fsync(dfd);
+    } finally {
+      await close(dfd);
+    }
+  }
 }
 
 async function rate(dir: string, inFlight: number, seconds: number, dirSync: boolean): Promise<number> {
