@@ -4,10 +4,13 @@
  * recovery pass alone) and the compiled hub from spawn to "listening on" (process start, module
  * loading and recovery). Work per operation must not grow with the archive.
  *
- * Each size has its own spool, filled once; the sizes are then measured in turn, round after
- * round, and each figure is the median over the rounds: a machine whose load drifts (other
- * processes, disk write-back) shifts every size alike instead of one of them.
+ * Each size has its own spool, filled once and then synced (the write-back of 100,000 new files
+ * would otherwise land on the first rounds' fsyncs); the sizes are then measured in turn, round
+ * after round, each round starting with the next size, and each figure is the median over the
+ * rounds: a machine whose load drifts (other processes, disk write-back) shifts every size alike
+ * instead of one of them, and no size is always measured first or last.
  */
+import { spawnSync } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { openSpool } from '../../spool/index.js';
@@ -99,8 +102,11 @@ export async function measureScale(
     }
     spools.push({ dir, spoolDir, archived: await countArchived(spoolDir), rounds: [] });
   }
+  // `sync -f`: syncfs(2) of the file system holding the spools.
+  if (spools[0]) spawnSync('sync', ['-f', spools[0].spoolDir], { stdio: 'ignore' });
   for (let r = 0; r < options.rounds; r++) {
-    for (const s of spools) {
+    for (let i = 0; i < spools.length; i++) {
+      const s = spools[(r + i) % spools.length] as (typeof spools)[number];
       log(`  round ${r + 1}/${options.rounds}, ${s.archived.toLocaleString('en-US')} archived…`);
       const { round, tokens } = await measureRound(s.dir, s.spoolDir, s.tokens, options.wakeups, options.seconds);
       s.tokens = tokens;
