@@ -102,8 +102,10 @@ export async function measureScale(
     }
     spools.push({ dir, spoolDir, archived: await countArchived(spoolDir), rounds: [] });
   }
-  // `sync -f`: syncfs(2) of the file system holding the spools.
-  if (spools[0]) spawnSync('sync', ['-f', spools[0].spoolDir], { stdio: 'ignore' });
+  // `sync -f`: syncfs(2) of the file system holding the spools (named by a directory that exists
+  // for every size: an empty spool's own directory is made only by the hub it starts).
+  const synced = spools[0] && spawnSync('sync', ['-f', spools[0].dir], { encoding: 'utf8' });
+  if (synced && synced.status !== 0) throw new Error(`bench: sync -f failed: ${synced.stderr || synced.error?.message}`);
   for (let r = 0; r < options.rounds; r++) {
     for (let i = 0; i < spools.length; i++) {
       const s = spools[(r + i) % spools.length] as (typeof spools)[number];

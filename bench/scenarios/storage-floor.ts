@@ -114,6 +114,22 @@ class BatchedLog {
   }
 }
 
+/**
+ * Runs `work` for every pair; on a failure the others are told (`failed()`) and awaited before
+ * the first error is thrown, so that nothing still writes when the log is closed.
+ */
+async function everyPair(pairs: number, work: (pair: number, failed: () => boolean) => Promise<void>): Promise<void> {
+  let failure: { err: unknown } | undefined;
+  await Promise.allSettled(
+    Array.from({ length: pairs }, (_, p) =>
+      work(p, () => failure !== undefined).catch((err: unknown) => {
+        failure ??= { err };
+      }),
+    ),
+  );
+  if (failure) throw failure.err;
+}
+
 async function run(root: string, pairs: number, seconds: number, audit: boolean): Promise<StorageFloorRow> {
   const { fs, fsyncs } = countingFs();
   const dirs = { tmp: path.join(root, 'tmp'), handoff: path.join(root, 'handoff'), claimed: path.join(root, 'claimed'), archive: path.join(root, 'archive'), events: path.join(root, 'events') };
@@ -147,10 +163,11 @@ async function run(root: string, pairs: number, seconds: number, audit: boolean)
   const line = (): Promise<void> => (audit ? log.append() : Promise.resolve());
 
   const lifecycle = async (p: number, k: number): Promise<void> => {
-    const name = `${p}-${k}.json`;
+    const id = `${p}-${k}`;
+    const name = `${id}.json`;
     const inHandoff = path.join(dirs.handoff, name);
     const inClaimed = path.join(dirs.claimed, name);
-    const inArchive = path.join(dirs.archive, bucketOf(name), name);
+    const inArchive = path.join(dirs.archive, bucketOf(id), name);
     const tmp = await writeTmp(put);
     await fs.link(tmp, inHandoff);
     await fs.unlink(tmp);
@@ -164,7 +181,7 @@ async function run(root: string, pairs: number, seconds: number, audit: boolean)
   };
 
   try {
-    await Promise.all(Array.from({ length: pairs }, (_, p) => lifecycle(p, -1))); // warm-up
+    await everyPair(pairs, (p) => lifecycle(p, -1)); // warm-up
     await log.drain();
     let n = 0;
     const fsyncs0 = fsyncs();
@@ -172,14 +189,12 @@ async function run(root: string, pairs: number, seconds: number, audit: boolean)
     const steal = stealWindow();
     const t0 = performance.now();
     const end = t0 + seconds * 1000;
-    await Promise.all(
-      Array.from({ length: pairs }, async (_, p) => {
-        for (let k = 0; performance.now() < end; k++) {
-          await lifecycle(p, k);
-          n += 1;
-        }
-      }),
-    );
+    await everyPair(pairs, async (p, failed) => {
+      for (let k = 0; !failed() && performance.now() < end; k++) {
+        await lifecycle(p, k);
+        n += 1;
+      }
+    });
     await log.drain();
     const elapsed = (performance.now() - t0) / 1000;
     const used = cpu.stop();
