@@ -209,6 +209,7 @@ async function run(root: string, pairs: number, seconds: number, audit: boolean)
       stealPct: steal.stop(),
     };
   } finally {
+    await log.drain(); // after a failure too: no line may be written once the descriptor is closed
     await fs.close(logFd);
   }
 }
