@@ -409,7 +409,7 @@ test("a request Node's HTTP parser refuses gets the hub's error shape, and the h
 });
 
 test('a malformed request pipelined behind a parked poll closes the connection without an answer the client would take for the poll\'s', async (t) => {
-  const { url } = await startTestHub(t);
+  const { url, hub } = await startTestHub(t);
   const { hostname, port } = new URL(url);
   const socket = connect(Number(port), hostname);
   let reply = '';
@@ -421,6 +421,8 @@ test('a malformed request pipelined behind a parked poll closes the connection w
   await closed;
   // A 400 here would be read as the answer to the poll, the first request on the connection.
   assert.equal(reply, '', 'no bytes are written for either request');
+  for (let i = 0; i < 200 && hub.app.waiters.parkedPolls > 0; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(hub.app.waiters.parkedPolls, 0, 'the poll of the closed connection is no longer parked');
   const health = await fetch(`${url}/healthz`);
   assert.equal(health.status, 200);
 });
