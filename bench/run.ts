@@ -465,8 +465,8 @@ function buildTable(r: Results): void {
     }
   }
   if (r.http) {
-    heading('(7a) HTTP floor: the four requests of a lifecycle, 8 pairs, against a hono server that does nothing', ['lifecycles/s', 'server CPU %', 'clients CPU %', 'host steal %']);
-    row('start → poll → accept → complete, no storage, no checks', r.http.perSec, r.http.serverCpuPct, r.http.clientCpuPct, r.http.stealPct);
+    heading('(7a) HTTP floor: the four requests of a lifecycle, 8 pairs, against a hono server that does nothing', ['lifecycles/s', 'server CPU %', 'server main thread ms/lifecycle', 'clients CPU %', 'host steal %']);
+    row('start → poll → accept → complete, no storage, no checks', r.http.perSec, r.http.serverCpuPct, r.http.serverMainMs, r.http.clientCpuPct, r.http.stealPct);
   }
   if (r.wakeup) {
     heading('(1) wake-up of a parked long-poll, hub idle', LATENCY_COLUMNS);
@@ -477,9 +477,21 @@ function buildTable(r: Results): void {
     }
   }
   if (r.lifecycle) {
-    heading('(2) lifecycle start → poll → accept → complete, durable', ['handoffs/s', 'p50 ms', 'p99 ms', 'hub CPU %', 'hub CPU ms/handoff', 'hub peak RSS MiB', 'clients CPU %', 'host steal %']);
+    heading('(2) lifecycle start → poll → accept → complete, durable', [
+      'handoffs/s',
+      'p50 ms',
+      'p99 ms',
+      'hub CPU %',
+      'hub CPU ms/handoff',
+      'of which main thread',
+      'main thread waiting ms/handoff',
+      'hub peak RSS MiB',
+      'clients CPU %',
+      'host steal %',
+    ]);
     for (const l of r.lifecycle) {
-      row(`${l.pairs} pair${l.pairs > 1 ? 's' : ''}`, l.perSec, l.lifecycle.p50, l.lifecycle.p99, l.hubCpuPct, (10 * l.hubCpuPct) / l.perSec, l.hubPeakRssMiB, l.clientCpuPct, l.stealPct);
+      const label = `${l.pairs} pair${l.pairs > 1 ? 's' : ''}`;
+      row(label, l.perSec, l.lifecycle.p50, l.lifecycle.p99, l.hubCpuPct, (10 * l.hubCpuPct) / l.perSec, l.hubMainMs, l.hubMainWaitMs, l.hubPeakRssMiB, l.clientCpuPct, l.stealPct);
     }
   }
   if (r.e2e) {
@@ -545,6 +557,8 @@ function buildTable(r: Results): void {
     row('share of the storage floor reached', `${round((100 * eight.perSec) / storage8.perSec)}%`);
     row('storage floor CPU ms/lifecycle', storage8.cpuMsPerLifecycle);
     row('relay hub CPU ms/handoff', (10 * eight.hubCpuPct) / eight.perSec);
+    row('relay hub main thread CPU ms/handoff', eight.hubMainMs);
+    row('main thread CPU ms/handoff that 1,000/s allows', 1);
   }
   if (r.http && eight) {
     heading('(7b) distance from the HTTP floor (8 pairs, same requests, same machine)', ['value']);

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuWindow, peakRssMiB } from './proc.js';
+import { cpuWindow, peakRssMiB, type CpuUse } from './proc.js';
 import { writeHubConfig, type Tokens } from './fixtures.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -20,7 +20,7 @@ export interface BenchHub {
   spoolDir: string;
   /** Milliseconds from spawn to the "listening on" line (process start + spool recovery). */
   startMs: number;
-  cpu(): { stop(): { cpuSec: number; corePct: number } };
+  cpu(): { stop(): CpuUse };
   peakRssMiB(): number;
   stop(): Promise<void>;
 }

@@ -3,7 +3,7 @@
  * lifecycle after another until the time is up, while the server's CPU and this process's (the
  * clients') are measured over exactly that window.
  */
-import { stealWindow } from './proc.js';
+import { stealWindow, type CpuUse } from './proc.js';
 import { summarize, type Summary } from './stats.js';
 
 export interface LanesResult {
@@ -15,6 +15,10 @@ export interface LanesResult {
   lifecycle: Summary;
   /** The server's CPU over the window, % of one core. */
   serverCpuPct: number;
+  /** The server's main thread: CPU ms per lifecycle (see `CpuUse.mainCpuSec`). */
+  serverMainMs: number;
+  /** The server's main thread: ms per lifecycle spent ready to run but waiting for a CPU. */
+  serverMainWaitMs: number;
   /** This process's CPU (the clients), % of one core. */
   clientCpuPct: number;
   /** The machine's CPU time taken by the hypervisor over the window, % of all vCPU time. */
@@ -29,7 +33,7 @@ export async function runLanes<L>(
   lanes: readonly L[],
   one: (lane: L) => Promise<void>,
   seconds: number,
-  serverCpu: () => { stop(): { corePct: number } },
+  serverCpu: () => { stop(): CpuUse },
 ): Promise<LanesResult> {
   const latencies: number[] = [];
   const cpu = serverCpu();
@@ -47,7 +51,7 @@ export async function runLanes<L>(
     }),
   );
   const wallSec = (performance.now() - t0) / 1000;
-  const { corePct } = cpu.stop();
+  const { corePct, mainCpuSec, mainWaitSec } = cpu.stop();
   const stealPct = steal.stop();
   const clientCpu = process.cpuUsage(clientCpu0);
   return {
@@ -56,6 +60,8 @@ export async function runLanes<L>(
     perSec: latencies.length / wallSec,
     lifecycle: summarize(latencies),
     serverCpuPct: corePct,
+    serverMainMs: (1000 * mainCpuSec) / latencies.length,
+    serverMainWaitMs: (1000 * mainWaitSec) / latencies.length,
     clientCpuPct: (clientCpu.user + clientCpu.system) / 1e4 / wallSec,
     stealPct,
   };

@@ -47,15 +47,47 @@ export function peakRssMiB(pid: number): number {
   return statusKb(pid, 'VmHWM') / 1024;
 }
 
-/** A window of CPU use: `stop()` gives the CPU seconds used since `start` and the share of one core. */
-export function cpuWindow(pid: number): { stop(): { cpuSec: number; corePct: number } } {
+/**
+ * Time the main thread of `pid` (the one whose id is the pid: a Node process's event loop, Redis's
+ * command loop) has spent on a CPU and runnable but waiting for one, in seconds, from
+ * `/proc/<pid>/task/<pid>/schedstat`; NaN when the kernel does not keep it.
+ */
+function mainThreadSeconds(pid: number): { run: number; wait: number } {
+  try {
+    const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').trim().split(' ').map(Number);
+    if (!Number.isFinite(run) || !Number.isFinite(wait)) return { run: Number.NaN, wait: Number.NaN };
+    return { run: (run as number) / 1e9, wait: (wait as number) / 1e9 };
+  } catch {
+    return { run: Number.NaN, wait: Number.NaN };
+  }
+}
+
+/** What `cpuWindow(pid).stop()` reports. */
+export interface CpuUse {
+  /** User + system CPU seconds of the whole process (every thread) over the window. */
+  cpuSec: number;
+  /** `cpuSec` as a share of one core, in %. */
+  corePct: number;
+  /**
+   * Of `cpuSec`, the main thread's (an event loop runs on one thread, so this is the part that
+   * cannot spread over cores); the rest went to helper threads (libuv's pool, V8's GC and compiler).
+   */
+  mainCpuSec: number;
+  /** Seconds the main thread was ready to run but waited for a CPU that other threads held. */
+  mainWaitSec: number;
+}
+
+/** A window of CPU use of `pid`: `stop()` gives what it used since the window was opened. */
+export function cpuWindow(pid: number): { stop(): CpuUse } {
   const cpu0 = cpuSeconds(pid);
+  const main0 = mainThreadSeconds(pid);
   const t0 = performance.now();
   return {
     stop() {
       const cpuSec = cpuSeconds(pid) - cpu0;
+      const main = mainThreadSeconds(pid);
       const wallSec = (performance.now() - t0) / 1000;
-      return { cpuSec, corePct: (100 * cpuSec) / wallSec };
+      return { cpuSec, corePct: (100 * cpuSec) / wallSec, mainCpuSec: main.run - main0.run, mainWaitSec: main.wait - main0.wait };
     },
   };
 }

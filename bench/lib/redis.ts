@@ -9,7 +9,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
 import { REPO_ROOT } from './hub-process.js';
-import { cpuWindow, peakRssMiB } from './proc.js';
+import { cpuWindow, peakRssMiB, type CpuUse } from './proc.js';
 import { delay } from './stats.js';
 
 export interface BenchRedis {
@@ -17,7 +17,7 @@ export interface BenchRedis {
   pid: number;
   /** Persistence settings as the server reports them (CONFIG GET). */
   persistence: { save: string; appendonly: string; appendfsync: string };
-  cpu(): { stop(): { cpuSec: number; corePct: number } };
+  cpu(): { stop(): CpuUse };
   peakRssMiB(): number;
   stop(): Promise<void>;
 }

@@ -118,6 +118,6 @@ export async function measureBullLifecycle(redis: BenchRedis, prefix: string, pa
   const run = await runLanes(lanes, one, seconds, () => redis.cpu());
   await Promise.all(lanes.flatMap((l) => [l.worker.close(), l.queue.close()]));
   await delay(10);
-  const { serverCpuPct, ...measured } = run;
-  return { pairs, ...measured, redisCpuPct: serverCpuPct, redisPeakRssMiB: redis.peakRssMiB() };
+  const { seconds: wallSec, handoffs, perSec, lifecycle, clientCpuPct, stealPct } = run;
+  return { pairs, seconds: wallSec, handoffs, perSec, lifecycle, redisCpuPct: run.serverCpuPct, redisPeakRssMiB: redis.peakRssMiB(), clientCpuPct, stealPct };
 }

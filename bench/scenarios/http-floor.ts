@@ -17,6 +17,8 @@ export interface HttpFloorResult {
   pairs: number;
   perSec: number;
   serverCpuPct: number;
+  /** The server's main thread: CPU ms per lifecycle. */
+  serverMainMs: number;
   clientCpuPct: number;
   /** The machine's CPU time taken by the hypervisor during the run, % of all vCPU time. */
   stealPct: number;
@@ -56,7 +58,7 @@ export async function measureHttpFloor(pairs: number, seconds: number): Promise<
     for (let i = 0; i < 50; i++) await Promise.all(clients.map(one));
     const run = await runLanes(clients, one, seconds, () => cpuWindow(server.pid as number));
     await Promise.all(clients.flatMap((c) => [c.initiator.close(), c.target.close()]));
-    return { pairs, perSec: run.perSec, serverCpuPct: run.serverCpuPct, clientCpuPct: run.clientCpuPct, stealPct: run.stealPct };
+    return { pairs, perSec: run.perSec, serverCpuPct: run.serverCpuPct, serverMainMs: run.serverMainMs, clientCpuPct: run.clientCpuPct, stealPct: run.stealPct };
   } finally {
     if (server.exitCode === null) server.kill('SIGTERM');
     await exited;

@@ -18,6 +18,10 @@ export interface LifecycleResult {
   /** One start → poll → accept → complete, in ms. */
   lifecycle: Summary;
   hubCpuPct: number;
+  /** The hub's main thread (its event loop): CPU ms per handoff. */
+  hubMainMs: number;
+  /** The hub's main thread: ms per handoff ready to run but waiting for a CPU. */
+  hubMainWaitMs: number;
   hubPeakRssMiB: number;
   /** CPU of this process (the clients: signing, HTTP, parsing replies), % of one core. */
   clientCpuPct: number;
@@ -52,6 +56,6 @@ export async function measureLifecycle(hub: BenchHub, pairs: number, seconds: nu
 
   const run = await runLanes(clients, one, seconds, () => hub.cpu());
   await Promise.all(clients.flatMap((c) => [c.initiator.close(), c.target.close()]));
-  const { serverCpuPct, ...measured } = run;
-  return { pairs, ...measured, hubCpuPct: serverCpuPct, hubPeakRssMiB: hub.peakRssMiB() };
+  const { serverCpuPct, serverMainMs, serverMainWaitMs, ...measured } = run;
+  return { pairs, ...measured, hubCpuPct: serverCpuPct, hubMainMs: serverMainMs, hubMainWaitMs: serverMainWaitMs, hubPeakRssMiB: hub.peakRssMiB() };
 }
