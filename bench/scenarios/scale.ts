@@ -48,6 +48,7 @@ async function countArchived(spoolDir: string): Promise<number> {
 
 /** Start-up times are short and noisy: each round takes the median of a few. */
 const START_RUNS = 5;
+const WARMUP_SEC = 1;
 const AGENTS = ['bob', 'a000', ...pairAgents(8)];
 
 async function measureRound(dir: string, spoolDir: string, tokens: Tokens | undefined, wakeups: number, seconds: number): Promise<{ round: Round; tokens: Tokens }> {
@@ -69,6 +70,9 @@ async function measureRound(dir: string, spoolDir: string, tokens: Tokens | unde
   const running = hub as BenchHub;
   try {
     const wakeup = await measureWakeup(running, 'bob', ['a000'], wakeups);
+    // The hub was started just now, and V8 is still compiling its hot paths seconds into a run: a
+    // second of lifecycles first, so that every size is measured on warm code.
+    await measureLifecycle(running, 8, WARMUP_SEC);
     const lifecycle = await measureLifecycle(running, 8, seconds);
     return {
       tokens: running.tokens,
