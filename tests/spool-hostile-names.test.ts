@@ -50,6 +50,15 @@ async function harness(t: TestContext, extra: Partial<SpoolOptions> = {}): Promi
   return { root, spool, fs, reopen: open };
 }
 
+/** A handoff put and claimed by alice, with the bytes of its claim file (to show a refusal left it). */
+async function claimedHandoff(h: Harness): Promise<{ p: ReturnType<typeof makePayload>; token: string; claimFile: () => Buffer; before: Buffer }> {
+  const p = makePayload();
+  await h.spool.put(p.text);
+  const { token } = await h.spool.claim(p.id, 'alice');
+  const claimFile = () => readFileSync(path.join(h.root, 'claimed', `${p.id}.json`));
+  return { p, token, claimFile, before: claimFile() };
+}
+
 /**
  * Makes FIFOs, and lets go of any reader stuck opening one (the defect under test) when the test
  * ends, so that a failing test cannot keep the test process from exiting. Call it before
@@ -291,14 +300,11 @@ describe('spool: files too large to be a spool file', () => {
 
   test('complete refuses a final record over the limit (TOO_LARGE) and leaves the claim as it was', async (t) => {
     const h = await harness(t);
-    const p = makePayload();
-    await h.spool.put(p.text);
-    const claim = await h.spool.claim(p.id, 'alice');
-    const before = readFileSync(path.join(h.root, 'claimed', `${p.id}.json`));
+    const { p, token, claimFile, before } = await claimedHandoff(h);
     const longTranscript = [{ role: 'user', text: 'x'.repeat(MAX_SPOOL_FILE_BYTES), ts: new Date().toISOString().slice(0, 19) + 'Z' }];
-    await rejectsWith(h.spool.complete(p.id, claim.token, { outcome: 'connected', finalTranscript: longTranscript }), 'TOO_LARGE');
-    assert.deepEqual(readFileSync(path.join(h.root, 'claimed', `${p.id}.json`)), before, 'the claim is untouched');
-    assert.equal((await h.spool.complete(p.id, claim.token, { outcome: 'connected' })).state, 'archived', 'and can still be completed');
+    await rejectsWith(h.spool.complete(p.id, token, { outcome: 'connected', finalTranscript: longTranscript }), 'TOO_LARGE');
+    assert.deepEqual(claimFile(), before, 'the claim is untouched');
+    assert.equal((await h.spool.complete(p.id, token, { outcome: 'connected' })).state, 'archived', 'and can still be completed');
   });
 });
 
@@ -329,15 +335,12 @@ describe('spool: reasons and outcomes are short codes, as the hub accepts them',
 
   test('complete with a free-text outcome → BAD_REQUEST, the claim untouched', async (t) => {
     const h = await harness(t);
-    const p = makePayload();
-    await h.spool.put(p.text);
-    const claim = await h.spool.claim(p.id, 'alice');
-    const before = readFileSync(path.join(h.root, 'claimed', `${p.id}.json`));
-    await rejectsWith(h.spool.complete(p.id, claim.token, { outcome: FREE_TEXT }), 'BAD_REQUEST');
-    await rejectsWith(h.spool.complete(p.id, claim.token, { outcome: 'call went fine' }), 'BAD_REQUEST');
-    assert.deepEqual(readFileSync(path.join(h.root, 'claimed', `${p.id}.json`)), before);
+    const { p, token, claimFile, before } = await claimedHandoff(h);
+    await rejectsWith(h.spool.complete(p.id, token, { outcome: FREE_TEXT }), 'BAD_REQUEST');
+    await rejectsWith(h.spool.complete(p.id, token, { outcome: 'call went fine' }), 'BAD_REQUEST');
+    assert.deepEqual(claimFile(), before);
     assert.ok(!auditText(h.root).includes('123 4567'), 'the refused text is not in the audit log');
-    assert.equal((await h.spool.complete(p.id, claim.token, { outcome: 'connected' })).relay.outcome, 'connected');
+    assert.equal((await h.spool.complete(p.id, token, { outcome: 'connected' })).relay.outcome, 'connected');
   });
 
   test('`handoff reject --reason` with free text in local mode fails (exit 30) and records nothing', async (t) => {
