@@ -8,7 +8,7 @@
  *     │ ok
  *   accept ──lost race / expired──▶ nothing to do
  *     │ token
- *   journal "accepted" → bootstrap file → "bootstrapped"
+ *   journal "accepted" and bootstrap file, side by side
  *     │
  *   voice: number? ──none/opted out──▶ reject no_number / opted_out
  *          "dial_intent" → dial → "dialed" (sid) → follow → "call_ended"
@@ -18,6 +18,11 @@
  *
  * A journal found in `dial_intent`, `sms_intent` or `message_intent` after a restart means the
  * side effect may have happened: it is never repeated.
+ *
+ * The bootstrap file needs no journal step of its own: it is rewritten by every delivery that
+ * resumes before `dial_intent`, so a journal in `accepted` says all that a restart needs. (Earlier
+ * versions journaled `bootstrapped` after it, one durable write more before the call; such a
+ * journal resumes exactly as `accepted` does.)
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -374,9 +379,7 @@ export class Listener {
       phase: 'accepting',
       updated_at: now,
     });
-    const journal = await this.claim(item.id);
-    if (!journal) return;
-    await this.deliver(journal);
+    await this.deliver(state.get(item.id) as DeliveryJournal);
   }
 
   /**
@@ -402,8 +405,12 @@ export class Listener {
     return this.opts.state.advance(id, journal.phase, { lease_until: renewed.leaseUntil }, isoMillis(this.clock()));
   }
 
-  /** Claims a journaled handoff with its proposed token; undefined when someone else has it. */
-  private async claim(id: string): Promise<DeliveryJournal | undefined> {
+  /**
+   * Claims a journaled handoff with its proposed token and journals the claim, writing the
+   * bootstrap file alongside (neither needs the other, and a caller is waiting); undefined when
+   * someone else has it.
+   */
+  private async claim(id: string, payload: ParsedPayload): Promise<DeliveryJournal | undefined> {
     const { state, source, logger } = this.opts;
     const journal = state.get(id) as DeliveryJournal;
     let acceptance: { token: string; leaseUntil: string };
@@ -420,9 +427,13 @@ export class Listener {
       this.count('skipped', `not_claimed:${e.code}`);
       return undefined;
     }
-    const accepted = await state.advance(id, 'accepted', { lease_until: acceptance.leaseUntil, accepted_at: isoMillis(this.clock()) }, isoMillis(this.clock()));
+    const [accepted, file] = await Promise.all([
+      state.advance(id, 'accepted', { lease_until: acceptance.leaseUntil, accepted_at: isoMillis(this.clock()) }, isoMillis(this.clock())),
+      writeBootstrap(this.opts.bootstrapDir, payload, this.clock()),
+    ]);
     logger.info({ handoff_id: id, from_agent: journal.from_agent }, 'handoff accepted');
     this.emit(id, 'accepted');
+    this.emit(id, 'bootstrap_written', undefined, file);
     return accepted;
   }
 
@@ -437,27 +448,26 @@ export class Listener {
     const payload = parsePayload(journal.payload_text).payload;
     const now = () => isoMillis(this.clock());
 
+    const beforeCall = (phase: DeliveryJournal['phase']): boolean => phase === 'accepted' || phase === 'bootstrapped';
     if (journal.phase === 'accepting') {
-      const claimed = await this.claim(id);
+      const claimed = await this.claim(id, payload);
       if (!claimed) return;
       journal = claimed;
-    } else if (how.resumed && (journal.phase === 'accepted' || journal.phase === 'bootstrapped')) {
-      const kept = await this.reconfirmClaim(journal);
-      if (!kept) return;
-      journal = kept;
-    }
-
-    if (journal.phase === 'accepted' || (how.resumed && journal.phase === 'bootstrapped')) {
+    } else if (beforeCall(journal.phase)) {
+      if (how.resumed) {
+        const kept = await this.reconfirmClaim(journal);
+        if (!kept) return;
+        journal = kept;
+      }
       // Stamped now, not when the claim was taken: the call follows now, and a voice server
-      // ignores a bootstrap file older than its resume window (a resumed delivery rewrites it).
+      // ignores a bootstrap file older than its resume window.
       const file = await writeBootstrap(this.opts.bootstrapDir, payload, this.clock());
-      journal = await state.advance(id, 'bootstrapped', {}, now());
       this.emit(id, 'bootstrap_written', undefined, file);
     }
     const channel = payload.channel ?? 'voice';
     if (channel !== 'voice') return this.deliverMessage(journal, payload, channel);
 
-    if (journal.phase === 'bootstrapped') {
+    if (beforeCall(journal.phase)) {
       const to = payload.callback_number ?? this.opts.contacts.get(payload.caller_hash);
       if (to === undefined) return this.finish(journal, 'reject', 'no_number', 'no callback_number and the caller is not in the contact list');
       if (state.isOptedOut(payload.caller_hash, 'voice')) return this.finish(journal, 'reject', 'opted_out');

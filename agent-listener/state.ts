@@ -19,6 +19,7 @@ import { assertPrivateDir, writeFileAtomic } from './bootstrap.js';
 export const DELIVERY_PHASES = Object.freeze([
   'accepting',
   'accepted',
+  // No longer written (listener.ts, header); journals of earlier versions may still hold it.
   'bootstrapped',
   'dial_intent',
   'dialed',

@@ -387,20 +387,24 @@ test('an SMS opt-out (21610 on the fallback SMS) does not stop later voice calls
   assert.equal(s.dialer.messages.length, 1, 'but gets no SMS: the caller opted out of those');
 });
 
-/** A journal left at `bootstrapped` by a listener that stopped long ago, its claim at the source. */
-async function interruptedAfterBootstrap(s: Awaited<ReturnType<typeof setup>>, p: ReturnType<typeof payload>): Promise<void> {
+/**
+ * A journal left before the call by a listener that stopped long ago, its claim at the source:
+ * `accepted` is where this version stops before `dial_intent`; `bootstrapped` is where earlier
+ * versions did, and such journals must resume the same way.
+ */
+async function interruptedBeforeCall(s: Awaited<ReturnType<typeof setup>>, p: ReturnType<typeof payload>, phase: 'accepted' | 'bootstrapped' = 'accepted'): Promise<void> {
   const id = p.payload.handoff_id;
   const token = 't'.repeat(43);
   s.source.claimed.set(id, token);
   const state = await ListenerState.open(s.stateDir);
   const longAgo = new Date(NOW - 3600_000).toISOString();
-  await state.save({ handoff_id: id, from_agent: 'bob', payload_text: p.text, claim_token: token, lease_until: longAgo, accepted_at: longAgo, phase: 'bootstrapped', updated_at: longAgo });
+  await state.save({ handoff_id: id, from_agent: 'bob', payload_text: p.text, claim_token: token, lease_until: longAgo, accepted_at: longAgo, phase, updated_at: longAgo });
 }
 
-/** Resumes `interruptedAfterBootstrap` with a listener whose renew is fenced; returns once it skipped. */
+/** Resumes `interruptedBeforeCall` with a listener whose renew is fenced; returns once it skipped. */
 async function resumeWithClaimLost(s: Awaited<ReturnType<typeof setup>>): Promise<ReturnType<typeof payload>> {
   const p = payload();
-  await interruptedAfterBootstrap(s, p);
+  await interruptedBeforeCall(s, p);
   s.source.renew = async () => {
     throw new HandoffError('FENCED', 'the claim lease expired');
   };
@@ -419,20 +423,50 @@ test('a delivery resumed after its claim was lost (lease expired while the liste
   assert.deepEqual([journal.phase, journal.outcome], ['done', 'claim_lost:FENCED']);
 });
 
-test('a delivery resumed with its claim still held renews it and rewrites the bootstrap file fresh before it dials', async (t) => {
+for (const phase of ['accepted', 'bootstrapped'] as const) {
+  test(`a delivery resumed at ${phase} with its claim still held renews it and rewrites the bootstrap file fresh before it dials`, async (t) => {
+    const s = await setup(t);
+    const p = payload();
+    await interruptedBeforeCall(s, p, phase);
+    const listener = await s.make();
+    listener.start();
+    await until(() => s.source.settled.has(p.payload.handoff_id));
+    await listener.stop();
+    assert.equal(s.source.renewals, 1, 'the claim was renewed before the call');
+    assert.equal(s.dialer.dials.length, 1);
+    const file = bootstrapPath(s.bootstrapDir, p.payload.handoff_id);
+    const boot = JSON.parse(await readFile(file, 'utf8')) as { accepted_at: string };
+    assert.equal(boot.accepted_at, new Date(NOW + 1000).toISOString(), 'stamped at the resume, not an hour ago');
+    assert.ok(await readBootstrap(file, { nowMs: NOW + 1000 }), 'a voice server would use it');
+  });
+}
+
+test('before the call, a delivery writes three journal steps and the bootstrap file, which is on disk when the call is placed', async (t) => {
   const s = await setup(t);
   const p = payload();
-  await interruptedAfterBootstrap(s, p);
-  const listener = await s.make();
+  const id = p.payload.handoff_id;
+  s.source.add(id, p.text);
+  const state = await ListenerState.open(s.stateDir);
+  const realSave = state.save.bind(state);
+  const phases: string[] = [];
+  state.save = async (journal) => {
+    phases.push(journal.phase);
+    return realSave(journal);
+  };
+  const file = bootstrapPath(s.bootstrapDir, id);
+  let bootstrapAtDial: unknown;
+  const realDial = s.dialer.dial.bind(s.dialer);
+  s.dialer.dial = async (target) => {
+    bootstrapAtDial = await readBootstrap(file, { nowMs: NOW });
+    return realDial(target);
+  };
+  const listener = await s.make({ state });
   listener.start();
-  await until(() => s.source.settled.has(p.payload.handoff_id));
+  await until(() => s.source.settled.has(id));
   await listener.stop();
-  assert.equal(s.source.renewals, 1, 'the claim was renewed before the call');
+  assert.deepEqual(phases.slice(0, phases.indexOf('dial_intent') + 1), ['accepting', 'accepted', 'dial_intent']);
+  assert.ok(bootstrapAtDial, 'the voice server has the context when the call reaches it');
   assert.equal(s.dialer.dials.length, 1);
-  const file = bootstrapPath(s.bootstrapDir, p.payload.handoff_id);
-  const boot = JSON.parse(await readFile(file, 'utf8')) as { accepted_at: string };
-  assert.equal(boot.accepted_at, new Date(NOW + 1000).toISOString(), 'stamped at the resume, not an hour ago');
-  assert.ok(await readBootstrap(file, { nowMs: NOW + 1000 }), 'a voice server would use it');
 });
 
 test('once Twilio created the call, a failed journal write never leads to an SMS or a "failed" outcome', async (t) => {
@@ -613,7 +647,7 @@ test('a resumed delivery measures accept → dial from the journaled accepted_at
   const metrics = createListenerMetrics();
   const s = await setup(t, { metrics });
   const p = payload();
-  await interruptedAfterBootstrap(s, p); // accepted an hour before NOW
+  await interruptedBeforeCall(s, p); // accepted an hour before NOW
   const listener = await s.make();
   listener.start();
   await until(() => s.source.settled.has(p.payload.handoff_id));
