@@ -2,7 +2,8 @@
  * The agent listener: gets handoffs addressed to one agent, verifies, accepts, writes the
  * bootstrap file, redials the caller (or messages them), follows the call and settles the handoff.
  *
- * Delivery of one handoff, each step journaled durably before the next (see `state.ts`):
+ * Delivery of one handoff, each step journaled durably before the next (see `state.ts`; the
+ * bootstrap file is the one step that is not journaled, see below):
  *
  *   verify ──bad──▶ reject with the typed code (security event, no content logged)
  *     │ ok
@@ -427,14 +428,20 @@ export class Listener {
       this.count('skipped', `not_claimed:${e.code}`);
       return undefined;
     }
-    const [accepted, file] = await Promise.all([
+    // Both settle before anything else happens: a retry must never run while a journal write of
+    // this attempt is still in flight, or that write could land after the retry's later steps and
+    // take the journal back to `accepted` behind a placed call.
+    const [accepted, file] = await Promise.allSettled([
       state.advance(id, 'accepted', { lease_until: acceptance.leaseUntil, accepted_at: isoMillis(this.clock()) }, isoMillis(this.clock())),
       writeBootstrap(this.opts.bootstrapDir, payload, this.clock()),
     ]);
+    if (accepted.status === 'rejected') throw accepted.reason;
+    // Durably accepted: said now even if the bootstrap file failed (its retry starts at `accepted`).
     logger.info({ handoff_id: id, from_agent: journal.from_agent }, 'handoff accepted');
     this.emit(id, 'accepted');
-    this.emit(id, 'bootstrap_written', undefined, file);
-    return accepted;
+    if (file.status === 'rejected') throw file.reason;
+    this.emit(id, 'bootstrap_written', undefined, file.value);
+    return accepted.value;
   }
 
   /**

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
-import { readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { bootstrapPath, readBootstrap } from '../agent-listener/bootstrap.js';
 import { followCallByPolling } from '../agent-listener/call-follow.js';
 import type { CallInfo } from '../agent-listener/dialer.js';
 import { Listener, type ListenerOptions } from '../agent-listener/listener.js';
 import { createListenerMetrics, type ListenerMetrics } from '../agent-listener/metrics.js';
-import { ListenerState } from '../agent-listener/state.js';
+import { ListenerState, type DeliveryPhase } from '../agent-listener/state.js';
 import { buildPayload, callerHash, HandoffError, keyRingFromSecrets, type BuildInput } from '../protocol/index.js';
 import { captureLogger, eventLog, FakeDialer, FakeSource } from './helpers/fakes.js';
 import { metricValue } from './helpers/metrics.js';
@@ -469,21 +470,55 @@ test('before the call, a delivery writes three journal steps and the bootstrap f
   assert.equal(s.dialer.dials.length, 1);
 });
 
+/** The listener state of `s` with `before` run ahead of the first advance to `phase` (its throw fails that advance). */
+async function stateWithFirstAdvance(s: Awaited<ReturnType<typeof setup>>, phase: DeliveryPhase, before: () => Promise<unknown>): Promise<ListenerState> {
+  const state = await ListenerState.open(s.stateDir);
+  const realAdvance = state.advance.bind(state);
+  let done = false;
+  state.advance = async (...args) => {
+    if (args[1] === phase && !done) {
+      done = true;
+      await before();
+    }
+    return realAdvance(...args);
+  };
+  return state;
+}
+
+test('when the bootstrap file fails beside a slow `accepted` step, the retry waits for that step and starts from it: one call, `accepted` reported once', async (t) => {
+  const s = await setup(t);
+  const p = payload();
+  const id = p.payload.handoff_id;
+  s.source.add(id, p.text);
+  // A regular file where the bootstrap directory belongs: the first bootstrap write fails at once.
+  await mkdir(path.dirname(s.bootstrapDir), { recursive: true });
+  await writeFile(s.bootstrapDir, 'in the way');
+  const state = await stateWithFirstAdvance(s, 'accepted', () => delay(400));
+  const listener = await s.make({ state, retryMs: 20 });
+  listener.start();
+  await delay(100);
+  await rm(s.bootstrapDir);
+  await until(() => s.source.settled.has(id));
+  await delay(500);
+  await listener.stop();
+  assert.equal(s.dialer.dials.length, 1);
+  // A retry that ran while the step was in flight would have found `accepting` and claimed again,
+  // with that step still free to land behind its later ones.
+  assert.equal(s.source.renewals, 1, 'the retry found the journal at accepted and renewed the claim');
+  const journal = JSON.parse(await readFile(path.join(s.stateDir, 'handoffs', `${id}.json`), 'utf8')) as { phase: string };
+  assert.equal(journal.phase, 'done');
+  const events = s.events.filter((e) => e.handoff_id === id).map((e) => e.event);
+  assert.deepEqual(events.slice(0, 4), ['accepted', 'error', 'bootstrap_written', 'dialed'], 'accepted is reported once, when it became durable');
+});
+
 test('once Twilio created the call, a failed journal write never leads to an SMS or a "failed" outcome', async (t) => {
   const s = await setup(t);
   const p = payload();
   const id = p.payload.handoff_id;
   s.source.add(id, p.text);
-  const state = await ListenerState.open(s.stateDir);
-  const realAdvance = state.advance.bind(state);
-  let failed = false;
-  state.advance = async (...args) => {
-    if (args[1] === 'dialed' && !failed) {
-      failed = true;
-      throw new HandoffError('IO', 'disk full');
-    }
-    return realAdvance(...args);
-  };
+  const state = await stateWithFirstAdvance(s, 'dialed', async () => {
+    throw new HandoffError('IO', 'disk full');
+  });
   const listener = await s.make({ state, retryMs: 20 });
   listener.start();
   await until(() => s.source.settled.has(id));
