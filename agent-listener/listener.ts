@@ -370,7 +370,7 @@ export class Listener {
     // The claim token is chosen here and journaled before asking, so that a crash between the
     // claim and hearing its answer can be resumed by repeating the claim with the same token.
     const now = isoMillis(this.clock());
-    await state.save({
+    const journal = await state.save({
       handoff_id: item.id,
       from_agent: verdict.payload.from_agent,
       payload_text: verdict.text,
@@ -380,7 +380,7 @@ export class Listener {
       phase: 'accepting',
       updated_at: now,
     });
-    await this.deliver(state.get(item.id) as DeliveryJournal);
+    await this.deliver(journal);
   }
 
   /**
