@@ -5,7 +5,9 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
+import { keyFilePath, writeKeyFile } from '../protocol/index.js';
 import { CLI_ENTRY, REPO_ROOT, runCli, TSX_LOADER } from './helpers/cli.js';
+import { startTestHub, TEST_TOKENS } from './helpers/hub.js';
 import { tmpDir } from './helpers/tmp.js';
 import { loadVectors, writeVectorFiles } from './helpers/vectors.js';
 
@@ -35,13 +37,7 @@ test('handoff --help, --version and poll --help load neither twilio nor pino nor
   }
 });
 
-/** Runs the bin at `bin` with `args` (cwd: the repository); its output and exit code. */
-function runBin(bin: string, args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: REPO_ROOT, encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-test('the bundled bin, built from these sources, answers as the sources do and loads no heavy package for --help', async (t) => {
+test('the bundled bin, built from these sources, answers as the sources do, loads no heavy package for --help and talks to a hub', async (t) => {
   // Inside the repository (git-ignored .tmp/), so that the bundle finds node_modules and package.json as dist/bin does.
   await mkdir(path.join(REPO_ROOT, '.tmp'), { recursive: true });
   const out = await mkdtemp(path.join(REPO_ROOT, '.tmp', 'bin-'));
@@ -63,14 +59,26 @@ test('the bundled bin, built from these sources, answers as the sources do and l
     ['verify', file, '--agent', 'alice', '--keys', keys, '--at', '2030-01-01T00:00:00Z', '--json'],
     ['verify', file],
   ]) {
-    const fromBundle = runBin(bin, args);
+    const fromBundle = await runCli(args, { entry: bin });
     const fromSources = await runCli(args);
     assert.deepEqual(fromBundle, fromSources, `handoff ${args.join(' ')}`);
   }
-  assert.equal(runBin(bin, ['--version']).stdout.trim(), JSON.parse(await readFile(path.join(REPO_ROOT, 'package.json'), 'utf8')).version);
+  assert.equal((await runCli(['--version'], { entry: bin })).stdout.trim(), JSON.parse(await readFile(path.join(REPO_ROOT, 'package.json'), 'utf8')).version);
 
   const loaded = loadedBy(['--help'], [bin]);
   for (const heavy of ['twilio', 'pino', 'prom-client']) assert.ok(!loaded.includes(heavy), `the bundle's --help loaded ${heavy}`);
+
+  // The HTTP client (undici, bundled) against a real hub: start as bob, poll as alice.
+  const hub = await startTestHub(t);
+  const bobKeys = path.join(keys, 'bob-keys');
+  await writeKeyFile(keyFilePath(bobKeys, 'alice'), 'bob-alice-pair-secret-0123456789abcdef');
+  const hubArgs = ['--hub', hub.url, '--json'];
+  const started = await runCli(['start', '--agent', 'bob', '--to', 'alice', '--caller', '+15551234567', '--reason', 'scheduling', '--keys', bobKeys, ...hubArgs], { entry: bin, env: { HANDOFF_TOKEN: TEST_TOKENS.bob } });
+  assert.equal(started.code, 0, started.stderr);
+  const id = (JSON.parse(started.stdout) as { handoff_id: string }).handoff_id;
+  const polled = await runCli(['poll', '--agent', 'alice', '--wait', '5', ...hubArgs], { entry: bin, env: { HANDOFF_TOKEN: TEST_TOKENS.alice } });
+  assert.equal(polled.code, 0, polled.stderr);
+  assert.equal((JSON.parse(polled.stdout.trim()) as { handoff_id: string }).handoff_id, id, 'the bundled bin polled what it started');
 });
 
 test('the bundler refuses an output directory outside the repository (it empties the directory first)', () => {
