@@ -9,6 +9,11 @@
  * after round, each round starting with the next size, and each figure is the median over the
  * rounds: a machine whose load drifts (other processes, disk write-back) shifts every size alike
  * instead of one of them, and no size is always measured first or last.
+ *
+ * How a size compares with the first (the empty spool) is paired: per round, its figure divided by
+ * the first size's figure of the same round, and the median of those ratios. The host's speed
+ * drifts by tens of percent within a minute here; a ratio of figures measured seconds apart
+ * cancels most of that drift, where a ratio of two medians does not.
  */
 import { spawnSync } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
@@ -30,11 +35,16 @@ interface Round {
   hubCpuMsPerHandoff: number;
 }
 
+/** The figures compared with the first size, round by round (see the header). */
+const PAIRED = ['hubStartMs', 'wakeP50Ms', 'lifecyclePerSec'] as const;
+
 /** One size: the medians of its rounds. */
 export interface ScalePoint extends Round {
   /** Handoffs in archive/ before the first round. */
   archived: number;
   rounds: number;
+  /** Median over the rounds of this size's figure ÷ the first size's in the same round (1 for the first). */
+  vsFirst: Record<(typeof PAIRED)[number], number>;
 }
 
 async function countArchived(spoolDir: string): Promise<number> {
@@ -120,9 +130,12 @@ export async function measureScale(
     }
   }
   const over = (rounds: Round[], key: keyof Round): number => median(rounds.map((x) => x[key]));
+  const first = (spools[0] as (typeof spools)[number]).rounds;
+  const paired = (rounds: Round[], key: keyof Round): number => median(rounds.map((x, r) => x[key] / (first[r] as Round)[key]));
   return spools.map((s) => ({
     archived: s.archived,
     rounds: s.rounds.length,
+    vsFirst: Object.fromEntries(PAIRED.map((key) => [key, paired(s.rounds, key)])) as ScalePoint['vsFirst'],
     openSpoolMs: over(s.rounds, 'openSpoolMs'),
     hubStartMs: over(s.rounds, 'hubStartMs'),
     wakeP50Ms: over(s.rounds, 'wakeP50Ms'),
