@@ -68,15 +68,16 @@ test('the bundled bin, built from these sources, answers as the sources do, load
   const loaded = loadedBy(['--help'], [bin]);
   for (const heavy of ['twilio', 'pino', 'prom-client']) assert.ok(!loaded.includes(heavy), `the bundle's --help loaded ${heavy}`);
 
-  // The HTTP client (undici, bundled) against a real hub: start as bob, poll as alice.
+  // The HTTP client (undici, bundled) against a real hub: start as bob, poll as alice (HOME: no
+  // configuration file of the machine's user).
   const hub = await startTestHub(t);
   const bobKeys = path.join(keys, 'bob-keys');
   await writeKeyFile(keyFilePath(bobKeys, 'alice'), 'bob-alice-pair-secret-0123456789abcdef');
   const hubArgs = ['--hub', hub.url, '--json'];
-  const started = await runCli(['start', '--agent', 'bob', '--to', 'alice', '--caller', '+15551234567', '--reason', 'scheduling', '--keys', bobKeys, ...hubArgs], { entry: bin, env: { HANDOFF_TOKEN: TEST_TOKENS.bob } });
+  const started = await runCli(['start', '--agent', 'bob', '--to', 'alice', '--caller', '+15551234567', '--reason', 'scheduling', '--keys', bobKeys, ...hubArgs], { entry: bin, env: { HOME: keys, HANDOFF_TOKEN: TEST_TOKENS.bob } });
   assert.equal(started.code, 0, started.stderr);
   const id = (JSON.parse(started.stdout) as { handoff_id: string }).handoff_id;
-  const polled = await runCli(['poll', '--agent', 'alice', '--wait', '5', ...hubArgs], { entry: bin, env: { HANDOFF_TOKEN: TEST_TOKENS.alice } });
+  const polled = await runCli(['poll', '--agent', 'alice', '--wait', '5', ...hubArgs], { entry: bin, env: { HOME: keys, HANDOFF_TOKEN: TEST_TOKENS.alice } });
   assert.equal(polled.code, 0, polled.stderr);
   assert.equal((JSON.parse(polled.stdout.trim()) as { handoff_id: string }).handoff_id, id, 'the bundled bin polled what it started');
 });
