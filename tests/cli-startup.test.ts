@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -67,6 +67,15 @@ test('the bundled bin, built from these sources, answers as the sources do, load
 
   const loaded = loadedBy(['--help'], [bin]);
   for (const heavy of ['twilio', 'pino', 'prom-client']) assert.ok(!loaded.includes(heavy), `the bundle's --help loaded ${heavy}`);
+  // undici is compiled into a chunk of its own (esbuild names each bundled file in a comment),
+  // which the entry point does not import: commands that talk to no hub never load it.
+  const chunks = await readdir(path.join(out, 'chunks'));
+  const withUndici = [];
+  for (const name of chunks.filter((n) => n.endsWith('.js'))) {
+    if ((await readFile(path.join(out, 'chunks', name), 'utf8')).includes('// node_modules/undici/index.js')) withUndici.push(name);
+  }
+  assert.equal(withUndici.length, 1, `undici is bundled in exactly one chunk (${withUndici.join(', ')})`);
+  assert.ok(!(await readFile(bin, 'utf8')).includes(withUndici[0] as string), 'the entry point does not import the undici chunk');
 
   // The HTTP client (undici, bundled) against a real hub: start as bob, poll as alice (HOME: no
   // configuration file of the machine's user).
