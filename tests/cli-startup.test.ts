@@ -37,6 +37,17 @@ test('handoff --help, --version and poll --help load neither twilio nor pino nor
   }
 });
 
+/** The chunk files `file` loads before it runs (its static imports, transitively; not `import()`). */
+async function staticImports(file: string, seen = new Set<string>()): Promise<Set<string>> {
+  for (const m of (await readFile(file, 'utf8')).matchAll(/(?:from|import) "\.\/(?:chunks\/)?([^"]+\.js)"/g)) {
+    const name = m[1] as string;
+    if (seen.has(name)) continue;
+    seen.add(name);
+    await staticImports(path.join(path.dirname(file), file.includes(`${path.sep}chunks${path.sep}`) ? '' : 'chunks', name), seen);
+  }
+  return seen;
+}
+
 test('the bundled bin, built from these sources, answers as the sources do, loads no heavy package for --help and talks to a hub', async (t) => {
   // Inside the repository (git-ignored .tmp/), so that the bundle finds node_modules and package.json as dist/bin does.
   await mkdir(path.join(REPO_ROOT, '.tmp'), { recursive: true });
@@ -68,14 +79,20 @@ test('the bundled bin, built from these sources, answers as the sources do, load
   const loaded = loadedBy(['--help'], [bin]);
   for (const heavy of ['twilio', 'pino', 'prom-client']) assert.ok(!loaded.includes(heavy), `the bundle's --help loaded ${heavy}`);
   // undici is compiled into a chunk of its own (esbuild names each bundled file in a comment),
-  // which the entry point does not import: commands that talk to no hub never load it.
+  // which neither the entry point nor `verify` loads: commands that talk to no hub never do.
   const chunks = await readdir(path.join(out, 'chunks'));
   const withUndici = [];
   for (const name of chunks.filter((n) => n.endsWith('.js'))) {
     if ((await readFile(path.join(out, 'chunks', name), 'utf8')).includes('// node_modules/undici/index.js')) withUndici.push(name);
   }
   assert.equal(withUndici.length, 1, `undici is bundled in exactly one chunk (${withUndici.join(', ')})`);
-  assert.ok(!(await readFile(bin, 'utf8')).includes(withUndici[0] as string), 'the entry point does not import the undici chunk');
+  const verifyImpl = chunks.find((n) => n.startsWith('verify-impl-') && n.endsWith('.js'));
+  assert.ok(verifyImpl, 'the verify command has a chunk of its own');
+  for (const [what, file] of [['the entry point', bin], ['`verify`', path.join(out, 'chunks', verifyImpl)]] as const) {
+    assert.ok(!(await staticImports(file)).has(withUndici[0] as string), `${what} does not load the undici chunk`);
+  }
+  const lifecycleImpl = chunks.find((n) => n.startsWith('lifecycle-impl-') && n.endsWith('.js')) as string;
+  assert.ok((await staticImports(path.join(out, 'chunks', lifecycleImpl))).has(withUndici[0] as string), '`start` does load it (the check sees imports)');
 
   // The HTTP client (undici, bundled) against a real hub: start as bob, poll as alice (HOME: no
   // configuration file of the machine's user).
