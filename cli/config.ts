@@ -21,7 +21,7 @@
 import { statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { AGENT_NAME_RE, E164_RE, HandoffError, parseJson, readSmallFileSync, toJs } from '../protocol/index.js';
 
 /** Where a resolved value came from (shown in errors and by `handoff doctor`). */

@@ -60,7 +60,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { matchedRoutes } from 'hono/route';
 import pino, { type Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { z } from 'zod';
+import * as z from 'zod';
 import {
   assertSafeId,
   expiresAtMs,

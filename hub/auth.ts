@@ -20,7 +20,7 @@ import { constants as fsConstants } from 'node:fs';
 import { lstat, mkdir, open, rename, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import lockfile from 'proper-lockfile';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { MiddlewareHandler } from 'hono';
 import { AGENT_NAME_RE, HandoffError, parseJson, readSmallFile, toJs } from '../protocol/index.js';
 

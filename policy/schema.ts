@@ -6,7 +6,7 @@
  * `priority`: when several rules match, the highest priority decides, and no two rules may share
  * a priority, so the order never depends on where a rule sits in the file.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { HandoffError } from '../protocol/errors.js';
 import type { ErrorCode } from '../protocol/errors.js';
 import { BUILTIN_PACKS } from './lexicon.js';

@@ -2,7 +2,7 @@
  * The v1 payload (DESIGN.md §3.1): its schema, the strict parse of received bytes, and the rules
  * that make a handoff id safe to use in a file name.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { HandoffError } from './errors.js';
 import { isJsonObject, JsonNumber, parseJsonDocument, toJs, type JsonObject } from './json.js';
 import { parseIsoTime } from './time.js';

@@ -11,7 +11,7 @@
  * A file is an envelope when its top-level object has exactly the members `relay` and `payload`;
  * anything else is read as a raw payload.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import {
   checkPayloadTree,
   HandoffError,
