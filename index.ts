@@ -47,7 +47,7 @@ export async function startHandoff(opts: StartHandoffOptions): Promise<SignedPay
     secret = (await readKeyFile(keyFilePath(opts.keysDir, opts.to))).secrets[0];
   }
   const signed = buildPayload(opts, secret as Uint8Array | string, opts.now ?? Date.now());
-  const client = new HubClient({ url: opts.hubUrl, token: opts.token });
+  const client = new HubClient({ url: opts.hubUrl, token: opts.token, keepAlive: false });
   try {
     const r = await client.start(signed.text);
     return { ...signed, status: r.status };

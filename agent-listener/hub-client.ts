@@ -1,11 +1,15 @@
 /**
  * HTTP client of the hub (DESIGN.md §5), used by the listener and by the CLI in hub mode.
  *
- * One undici `Agent` keeps connections alive. Every request has explicit timeouts: `timeoutMs` for
- * ordinary calls, and the long-poll's `wait` plus `timeoutMs` for polls and waiting gets, so a
- * healthy but idle hub is never mistaken for a dead one. Failures come back as `HandoffError`:
- * the hub's error body `{"error":{"code","message"}}` keeps its code; an unreachable hub or a
- * broken connection is UNAVAILABLE; a timeout is TIMEOUT.
+ * By default connections are kept alive (undici, loaded on the first request); with
+ * `keepAlive: false` each request has a `node:http` connection of its own and undici is never
+ * loaded, which is what a one-shot process wants (hub-transport.ts says why).
+ *
+ * Every request has explicit timeouts: `timeoutMs` for ordinary calls, and the long-poll's `wait`
+ * plus `timeoutMs` for polls and waiting gets, so a healthy but idle hub is never mistaken for a
+ * dead one. Failures come back as `HandoffError`: the hub's error body `{"error":{"code","message"}}`
+ * keeps its code; an unreachable hub, a broken connection or a reply cut short is UNAVAILABLE; a
+ * timeout is TIMEOUT.
  *
  * Payloads travel as text: `start` sends the payload bytes unchanged and `poll` returns each
  * payload exactly as the hub stored it (cut out of the reply, never re-serialised), so the
@@ -15,9 +19,9 @@
  * `complete`/`reject`/`renew` from the same client need not pass it; a client that restarted
  * passes the token it persisted as `claim_token`.
  */
-import { Agent, request } from 'undici';
 import { HandoffError, isErrorCode, isSafeId, parseJsonDocument } from '../protocol/index.js';
 import type { ErrorCode } from '../protocol/index.js';
+import { connectionPerRequest, type Reply, type Transport } from './hub-transport.js';
 
 export interface HubClientOptions {
   /** Base URL of the hub, e.g. `http://127.0.0.1:8787`. */
@@ -28,6 +32,11 @@ export interface HubClientOptions {
   timeoutMs?: number;
   /** Keep-alive time of idle connections; default 30 s. */
   keepAliveMs?: number;
+  /**
+   * Keep connections open between requests (default true). False for a process that makes one
+   * or two requests and exits: each request gets its own connection and undici is never loaded.
+   */
+  keepAlive?: boolean;
 }
 
 /** States as the hub names them. */
@@ -95,11 +104,6 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
-interface Reply {
-  status: number;
-  text: string;
-}
-
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
 const STATUS_CODES: Record<number, ErrorCode> = { 401: 'UNAUTHORIZED', 403: 'FORBIDDEN', 404: 'NOT_FOUND', 409: 'CONFLICT', 410: 'EXPIRED', 413: 'TOO_LARGE', 429: 'QUEUE_FULL' };
 
@@ -112,7 +116,8 @@ export class HubClient {
   readonly #base: string;
   readonly #authorization: string;
   readonly #timeoutMs: number;
-  readonly #agent: Agent;
+  readonly #keepAliveMs: number | undefined;
+  #keptAlive: Promise<Transport> | undefined;
   readonly #claimTokens = new Map<string, string>();
 
   /** @throws HandoffError CONFIG for a URL that is not http(s), an empty token or a bad timeout. */
@@ -134,7 +139,7 @@ export class HubClient {
     this.#base = hubEndpoint(url, '/api/v1');
     this.#authorization = `Bearer ${options.token}`;
     this.#timeoutMs = timeoutMs;
-    this.#agent = new Agent({ keepAliveTimeout: keepAliveMs, connect: { timeout: timeoutMs } });
+    this.#keepAliveMs = options.keepAlive === false ? undefined : keepAliveMs;
   }
 
   /**
@@ -252,9 +257,11 @@ export class HubClient {
     return view as unknown as HandoffView;
   }
 
-  /** Closes the keep-alive connections. */
+  /** Closes the kept-alive connections (a client without them has none open between requests). */
   async close(): Promise<void> {
-    await this.#agent.close();
+    const transport = this.#keptAlive;
+    this.#keptAlive = undefined;
+    if (transport !== undefined) await (await transport).close();
   }
 
   async #send(method: string, path: string, options: { body?: string | Uint8Array; waitMs?: number; signal?: AbortSignal }): Promise<Reply> {
@@ -264,28 +271,25 @@ export class HubClient {
     // undici's own timers are coarse (about a second); the deadline signal makes `timeoutMs` exact.
     const deadline = AbortSignal.timeout(timeoutMs);
     const signal = options.signal === undefined ? deadline : AbortSignal.any([options.signal, deadline]);
-    let status: number;
-    let text: string;
+    let reply: Reply;
     try {
-      const res = await request(`${this.#base}${path}`, {
-        method: method as 'GET' | 'POST',
-        headers,
-        body: options.body,
-        dispatcher: this.#agent,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-        signal,
-      });
-      status = res.statusCode;
-      text = await res.body.text();
+      const transport = await this.#transport();
+      reply = await transport.send({ method: method as 'GET' | 'POST', url: `${this.#base}${path}`, headers, body: options.body, timeoutMs, signal });
     } catch (err) {
       if (deadline.aborted && options.signal?.aborted !== true) {
         throw new HandoffError('TIMEOUT', `the hub did not answer within ${timeoutMs} ms`, { cause: err });
       }
       throw networkError(err);
     }
-    if (status >= 400) throw errorFromReply(status, text);
-    return { status, text };
+    if (reply.status >= 400) throw errorFromReply(reply.status, reply.text);
+    return reply;
+  }
+
+  #transport(): Transport | Promise<Transport> {
+    const keepAliveMs = this.#keepAliveMs;
+    if (keepAliveMs === undefined) return connectionPerRequest;
+    this.#keptAlive ??= import('./undici-transport.js').then((m) => m.keptAliveConnections({ keepAliveMs, connectTimeoutMs: this.#timeoutMs }));
+    return this.#keptAlive;
   }
 }
 

@@ -34,7 +34,8 @@ type Target = { mode: 'hub'; client: HubClient } | { mode: 'local'; spool: Spool
 async function openTarget(cfg: ResolvedConfig, readOnly: boolean): Promise<Target> {
   if (cfg.config.hubUrl) {
     const token = readSecret('hub token (HANDOFF_TOKEN or --token-file)', process.env.HANDOFF_TOKEN, cfg.config.tokenFile);
-    return { mode: 'hub', client: new HubClient({ url: cfg.config.hubUrl, token }) };
+    // One command, one or two requests: no pool of connections to keep, and no undici to load.
+    return { mode: 'hub', client: new HubClient({ url: cfg.config.hubUrl, token, keepAlive: false }) };
   }
   if (cfg.config.spool) return { mode: 'local', spool: await openSpool({ root: path.resolve(cfg.config.spool), readOnly }) };
   throw new HandoffError('CONFIG', 'say where the handoffs are: --hub URL (hub mode) or --spool DIR (local mode)');

@@ -12,11 +12,14 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `handoff ARGS` in a real child process: from the sources, or from the bin `entry` names. */
-export function runCli(args: string[], opts: { input?: string | Uint8Array; env?: NodeJS.ProcessEnv; cwd?: string; entry?: string } = {}): Promise<CliResult> {
+/**
+ * Runs `handoff ARGS` in a real child process: from the sources, or from the bin `entry` names;
+ * `nodeArgs` go to node before the entry.
+ */
+export function runCli(args: string[], opts: { input?: string | Uint8Array; env?: NodeJS.ProcessEnv; cwd?: string; entry?: string; nodeArgs?: string[] } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const entry = opts.entry === undefined ? ['--import', TSX_LOADER, CLI_ENTRY] : [opts.entry];
-    const child = spawn(process.execPath, [...entry, ...args], {
+    const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...entry, ...args], {
       cwd: opts.cwd ?? REPO_ROOT,
       env: { ...process.env, ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],
