@@ -18,6 +18,10 @@
  * left half-written by a crash was never acknowledged; the next append (under the lock) cuts it off
  * before continuing the chain.
  *
+ * A step that makes a handoff visible to other processes (a put in local mode) runs `whileHolding`
+ * the lock, and commits its own line before letting go: another process that sees the file and
+ * records something about it (a read, a claim) waits for the lock, so its line follows the put's.
+ *
  * A single writer (the log of an exclusive spool: no other process appends) reads the tail under
  * the lock once, when the spool opens, and then keeps it in memory: its batches skip the lock and
  * the re-read, and the day's file stays open between them. A failed write forgets the tail, so the
@@ -28,7 +32,8 @@ import * as path from 'node:path';
 import { HandoffError, isoMillis } from '../protocol/index.js';
 import { errnoCode, ioError } from './durable.js';
 import { createRealFsOps, type FsFd, type FsOps } from './fs-ops.js';
-import { acquireLock } from './lock.js';
+import { acquireLock, type ReleaseLock } from './lock.js';
+import { KeyedMutex } from './mutex.js';
 import type { HandoffState } from './types.js';
 
 /** What is recorded; the transition events name the state change, `read` a delivery. */
@@ -115,6 +120,12 @@ export class AuditLog {
   #flushing: Promise<void> | null = null;
   #tail: Tail | undefined;
   #idle: Array<() => void> = [];
+  /** Set while `whileHolding` has the lock: batches are written under it. */
+  #held: ReleaseLock | undefined;
+  /** While `whileHolding` takes or lets go of the lock, no batch starts. */
+  #paused = false;
+  /** One `whileHolding` at a time in this process (the lock is not re-entrant). */
+  readonly #holding = new KeyedMutex();
   /** Day files whose entry in the directory this instance has fsynced. */
   readonly #durableFiles = new Set<string>();
 
@@ -153,6 +164,53 @@ export class AuditLog {
     }
   }
 
+  /**
+   * Runs `fn` holding the cross-process lock: lines appended meanwhile (by `fn` or anyone else in
+   * this process) are written under it, and no other process appends until `fn` has settled and
+   * those lines are on disk. A single writer has no one to keep out and just runs `fn`.
+   */
+  async whileHolding<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#singleWriter) return fn();
+    return this.#holding.run('', async () => {
+      // No batch may be waiting for the lock while it is held here: the lines `fn` waits for would
+      // queue behind that batch, which would wait for `fn`. So batches pause around the handover.
+      await this.#pause();
+      let release: ReleaseLock | undefined;
+      try {
+        release = await acquireLock(this.#lockPath);
+        this.#tail = await this.#readTail();
+        this.#held = release;
+      } catch (err) {
+        await release?.();
+        throw err;
+      } finally {
+        this.#resume();
+      }
+      try {
+        return await fn();
+      } finally {
+        await this.#pause();
+        this.#held = undefined;
+        try {
+          await release();
+        } finally {
+          this.#resume();
+        }
+      }
+    });
+  }
+
+  /** Lets the batch being written finish, and starts no other until `#resume`. */
+  async #pause(): Promise<void> {
+    this.#paused = true;
+    while (this.#flushing) await this.#flushing;
+  }
+
+  #resume(): void {
+    this.#paused = false;
+    if (this.#queue.length > 0) this.#schedule();
+  }
+
   /** Resolves when every queued line has been written (or has failed). */
   drain(): Promise<void> {
     if (!this.#scheduled && !this.#flushing && this.#queue.length === 0) return Promise.resolve();
@@ -166,7 +224,7 @@ export class AuditLog {
   }
 
   #schedule(): void {
-    if (this.#scheduled || this.#flushing) return;
+    if (this.#scheduled || this.#flushing || this.#paused) return;
     this.#scheduled = true;
     // setImmediate, not a microtask: every append made in this tick joins the same batch.
     setImmediate(() => this.#run());
@@ -174,6 +232,7 @@ export class AuditLog {
 
   #run(): void {
     this.#scheduled = false;
+    if (this.#paused) return; // `#resume` schedules the lines again
     const batch = this.#queue;
     this.#queue = [];
     if (batch.length === 0) return this.#notifyIdle();
@@ -201,6 +260,7 @@ export class AuditLog {
 
   async #flush(batch: Pending[]): Promise<void> {
     if (this.#singleWriter && this.#tail !== undefined) return this.#write(batch, this.#tail);
+    if (this.#held !== undefined) return this.#write(batch, this.#tail ?? (await this.#readTail()));
     const release = await acquireLock(this.#lockPath);
     try {
       await this.#write(batch, await this.#readTail());

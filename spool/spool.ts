@@ -1438,8 +1438,15 @@ export class Spool implements SpoolApi {
       await this.#commitRemembered(id);
       return answer;
     }
-    const dest = this.#pathOf('pending', id);
     const tmp = await this.#tmp.write(bytes);
+    // Shared, others see the file the moment it is linked and may record a read or a claim of it
+    // at once: holding the audit lock until the put's own line is written keeps theirs after it.
+    return this.#audit.whileHolding(() => this.#publish(id, tmp, payload, payloadText, exclusive));
+  }
+
+  /** Links a put's written tmp file into handoff/ and commits it (the second half of `#put`). */
+  async #publish(id: string, tmp: string, payload: ParsedPayload, payloadText: string, exclusive: boolean): Promise<PutResult> {
+    const dest = this.#pathOf('pending', id);
     try {
       await this.#fs.link(tmp, dest);
     } catch (err) {

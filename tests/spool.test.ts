@@ -7,7 +7,8 @@ import { describe, test, type TestContext } from 'node:test';
 import { computeHmac, HandoffError, parsePayload } from '../protocol/index.js';
 import { bucketOf, createRealFsOps, openSpool, verifyAudit, type HandoffState, type Spool, type SpoolOptions } from '../spool/index.js';
 import { makePayload, TestFs, TEST_SECRET, rejectsWith } from './helpers/spool-fixtures.js';
-import { listTree, onlyPlace, payloadBytesOf, placesOf, tmpFiles } from './helpers/spool-inspect.js';
+import { acquireLock } from '../spool/lock.js';
+import { auditEvents, listTree, onlyPlace, payloadBytesOf, placesOf, tmpFiles } from './helpers/spool-inspect.js';
 import { tmpDir } from './helpers/tmp.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -572,6 +573,55 @@ describe('spool: foreign files in handoff/', () => {
     t.after(() => claimer.close());
     await assert.rejects(claimer.claim(p.id, 'alice', { token: 'R'.repeat(43) }), { code: 'FENCED' });
     assert.equal(placesOf(h.root, p.id).length, 1, `one place: ${JSON.stringify(placesOf(h.root, p.id))}`);
+  });
+
+  test('another process that reads or claims a handoff the moment it is linked is audited after the put', async (t) => {
+    const h = await harness(t);
+    const p = makePayload({ id: 'seen-at-once', nowMs: T0 });
+    const reader = await h.reopen();
+    const real = createRealFsOps();
+    let seen: Promise<unknown> | undefined;
+    const writer = await openSpool({
+      root: h.root,
+      clock: () => h.clock.now,
+      recoveryGraceMs: 0,
+      fs: {
+        ...real,
+        link: async (from, to) => {
+          await real.link(from, to);
+          if (to !== path.join(h.root, 'handoff', `${p.id}.json`)) return;
+          // The other process sees the file at once; were nothing holding it back, its lines
+          // would be written in this pause, before the put's.
+          seen = reader.auditRead(p.id, 'alice').then(() => reader.claim(p.id, 'alice'));
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        },
+      },
+    });
+    t.after(() => writer.close());
+    await writer.put(p.text);
+    await seen;
+    const lines = auditEvents(h.root).filter((e) => e.id === p.id);
+    assert.deepEqual(lines.map((e) => (e.by === undefined ? e.event : `${e.event} by ${e.by}`)), ['put', 'read by alice', 'claim by alice']);
+    assert.equal((await verifyAudit(path.join(h.root, 'events'))).ok, true, 'the chain stays linear');
+  });
+
+  test('a put that takes the audit lock while a line of its own process waits for it: both are written, in order', async (t) => {
+    const h = await harness(t);
+    const first = makePayload({ id: 'waiting-line', nowMs: T0 });
+    const second = makePayload({ id: 'put-behind-it', nowMs: T0 });
+    const shared = await h.reopen();
+    await shared.put(first.text);
+    // Another process holds the lock; this one queues a line (its batch waits for the lock), then puts.
+    const other = await acquireLock(path.join(h.root, 'events', '.audit.lock'));
+    const read = shared.auditRead(first.id, 'alice');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const put = shared.put(second.text);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await other();
+    await Promise.all([read, put]);
+    const lines = auditEvents(h.root).map((e) => `${e.event} ${e.id}`);
+    assert.deepEqual(lines.slice(-2), ['read waiting-line', 'put put-behind-it']);
+    assert.equal((await verifyAudit(path.join(h.root, 'events'))).ok, true);
   });
 
   test('a repeated drop of the same payload is removed; other bytes under a taken id go to rejected/_conflict/', async (t) => {
