@@ -165,9 +165,10 @@ export class AuditLog {
   }
 
   /**
-   * Runs `fn` holding the cross-process lock: lines appended meanwhile (by `fn` or anyone else in
-   * this process) are written under it, and no other process appends until `fn` has settled and
-   * those lines are on disk. A single writer has no one to keep out and just runs `fn`.
+   * Runs `fn` holding the cross-process lock: no other process appends until `fn` has settled, and
+   * every batch of this process written meanwhile (`fn`'s own lines, which it awaits, and any
+   * other) goes under it. Not re-entrant: `fn` must not call it. A single writer has no one to keep
+   * out and just runs `fn`.
    */
   async whileHolding<T>(fn: () => Promise<T>): Promise<T> {
     if (this.#singleWriter) return fn();
@@ -260,7 +261,9 @@ export class AuditLog {
 
   async #flush(batch: Pending[]): Promise<void> {
     if (this.#singleWriter && this.#tail !== undefined) return this.#write(batch, this.#tail);
-    if (this.#held !== undefined) return this.#write(batch, this.#tail ?? (await this.#readTail()));
+    // Re-read even under the held lock (cheap when the file is as left): a holder stalled past the
+    // lock's stale time may have lost it to another writer.
+    if (this.#held !== undefined) return this.#write(batch, await this.#readTail());
     const release = await acquireLock(this.#lockPath);
     try {
       await this.#write(batch, await this.#readTail());

@@ -732,7 +732,7 @@ export class Spool implements SpoolApi {
   async auditRead(id: string, by: string): Promise<void> {
     this.#assertWritable();
     assertSafeId(id);
-    return this.#guard('auditRead', async () => {
+    const record = async (): Promise<void> => {
       const item = this.#pending.get(id);
       let facts: { from: string; to: string; state: HandoffState };
       if (item) {
@@ -743,7 +743,12 @@ export class Spool implements SpoolApi {
         facts = { from: found.file.payload.from_agent, to: found.file.payload.to_agent, state: found.state };
       }
       await this.#audit.append({ event: 'read', id, from_agent: facts.from, to_agent: facts.to, state: facts.state, by });
-    });
+    };
+    // Shared, a reader can see this instance's own put on disk (a watcher fires on the link) before
+    // the put has queued its line: the read waits for the id's lock, which the put holds until its
+    // line is written. An exclusive spool shows a put to readers (its index, the transition event)
+    // in the same tick as it queues the put's line, so the read's line follows without waiting.
+    return this.#guard('auditRead', () => (this.#indexIsTruth() ? record() : this.#idLock.run(id, record)));
   }
 
   close(): Promise<void> {
@@ -1441,7 +1446,17 @@ export class Spool implements SpoolApi {
     const tmp = await this.#tmp.write(bytes);
     // Shared, others see the file the moment it is linked and may record a read or a claim of it
     // at once: holding the audit lock until the put's own line is written keeps theirs after it.
-    return this.#audit.whileHolding(() => this.#publish(id, tmp, payload, payloadText, exclusive));
+    let published = false;
+    try {
+      return await this.#audit.whileHolding(() => {
+        published = true;
+        return this.#publish(id, tmp, payload, payloadText, exclusive);
+      });
+    } catch (err) {
+      // The lock was never had: the tmp file is nobody's now (a running process's are not swept).
+      if (!published) await unlessMissing(this.#fs.unlink(tmp), undefined).catch(() => undefined);
+      throw err;
+    }
   }
 
   /** Links a put's written tmp file into handoff/ and commits it (the second half of `#put`). */
@@ -1492,7 +1507,10 @@ export class Spool implements SpoolApi {
         await this.#fs.unlink(dest);
       } catch (err) {
         if (errnoCode(err) !== 'ENOENT') throw err;
-        // Ours was claimed (or rejected) already; it was created.
+        // Ours was claimed (or rejected) already by another process, whose line waits for the
+        // audit lock this put holds: it was created, and its line goes first.
+        this.#remember([this.#putMove(payload)]);
+        await this.#commitRemembered(id);
         return { record: await this.#recordOf(movedOn), created: true };
       }
       await this.#dirs.sync(this.#paths.handoff);

@@ -575,34 +575,68 @@ describe('spool: foreign files in handoff/', () => {
     assert.equal(placesOf(h.root, p.id).length, 1, `one place: ${JSON.stringify(placesOf(h.root, p.id))}`);
   });
 
-  test('another process that reads or claims a handoff the moment it is linked is audited after the put', async (t) => {
+  const SEEN_AT_ONCE: Array<{ who: string; see: (self: Spool, other: Spool, id: string) => Promise<unknown>; lines: string[] }> = [
+    { who: 'another process reads, then claims', see: (_, other, id) => other.auditRead(id, 'alice').then(() => other.claim(id, 'alice')), lines: ['put', 'read by alice', 'claim by alice'] },
+    { who: 'another process claims', see: (_, other, id) => other.claim(id, 'alice'), lines: ['put', 'claim by alice'] },
+    { who: "the writer's own instance reads", see: (self, _, id) => self.auditRead(id, 'alice'), lines: ['put', 'read by alice'] },
+  ];
+  for (const { who, see, lines } of SEEN_AT_ONCE) {
+    test(`a handoff seen the moment it is linked is audited after its put (${who})`, async (t) => {
+      const h = await harness(t);
+      const p = makePayload({ id: 'seen-at-once', nowMs: T0 });
+      const other = await h.reopen();
+      const real = createRealFsOps();
+      let seen: Promise<unknown> | undefined;
+      let writer: Spool | undefined;
+      writer = await openSpool({
+        root: h.root,
+        clock: () => h.clock.now,
+        recoveryGraceMs: 0,
+        fs: {
+          ...real,
+          link: async (from, to) => {
+            await real.link(from, to);
+            if (to !== path.join(h.root, 'handoff', `${p.id}.json`) || writer === undefined) return;
+            // A watcher sees the file at once; were nothing holding them back, the lines of what
+            // it does would be written in this pause, before the put's.
+            seen = see(writer, other, p.id);
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          },
+        },
+      });
+      t.after(() => writer?.close());
+      assert.equal((await writer.put(p.text)).created, true);
+      await seen;
+      const audited = auditEvents(h.root).filter((e) => e.id === p.id);
+      assert.deepEqual(audited.map((e) => (e.by === undefined ? e.event : `${e.event} by ${e.by}`)), lines);
+      assert.equal((await verifyAudit(path.join(h.root, 'events'))).ok, true, 'the chain stays linear');
+    });
+  }
+
+  test('a put that cannot take the audit lock leaves no tmp file behind', async (t) => {
     const h = await harness(t);
-    const p = makePayload({ id: 'seen-at-once', nowMs: T0 });
-    const reader = await h.reopen();
     const real = createRealFsOps();
-    let seen: Promise<unknown> | undefined;
+    let failTail = false;
     const writer = await openSpool({
       root: h.root,
       clock: () => h.clock.now,
       recoveryGraceMs: 0,
       fs: {
         ...real,
-        link: async (from, to) => {
-          await real.link(from, to);
-          if (to !== path.join(h.root, 'handoff', `${p.id}.json`)) return;
-          // The other process sees the file at once; were nothing holding it back, its lines
-          // would be written in this pause, before the put's.
-          seen = reader.auditRead(p.id, 'alice').then(() => reader.claim(p.id, 'alice'));
-          await new Promise((resolve) => setTimeout(resolve, 100));
+        // Reading the audit chain's tail, right after the lock is taken, fails.
+        readdir: async (dir) => {
+          if (failTail && dir === path.join(h.root, 'events')) throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+          return real.readdir(dir);
         },
       },
     });
     t.after(() => writer.close());
-    await writer.put(p.text);
-    await seen;
-    const lines = auditEvents(h.root).filter((e) => e.id === p.id);
-    assert.deepEqual(lines.map((e) => (e.by === undefined ? e.event : `${e.event} by ${e.by}`)), ['put', 'read by alice', 'claim by alice']);
-    assert.equal((await verifyAudit(path.join(h.root, 'events'))).ok, true, 'the chain stays linear');
+    failTail = true;
+    await assert.rejects(writer.put(makePayload({ id: 'no-tail', nowMs: T0 }).text), { code: 'IO' });
+    assert.deepEqual(tmpFiles(h.root), [], 'the written tmp file was removed');
+    assert.deepEqual(placesOf(h.root, 'no-tail'), [], 'and nothing was linked');
+    failTail = false;
+    assert.equal((await writer.put(makePayload({ id: 'no-tail', nowMs: T0 }).text)).created, true, 'the lock was let go: a retry goes through');
   });
 
   test('a put that takes the audit lock while a line of its own process waits for it: both are written, in order', async (t) => {
