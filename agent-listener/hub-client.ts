@@ -257,7 +257,10 @@ export class HubClient {
     return view as unknown as HandoffView;
   }
 
-  /** Closes the kept-alive connections (a client without them has none open between requests). */
+  /**
+   * Closes the kept-alive connections (a client without them has none open between requests); a
+   * later request opens new ones.
+   */
   async close(): Promise<void> {
     const transport = this.#keptAlive;
     this.#keptAlive = undefined;
@@ -288,7 +291,14 @@ export class HubClient {
   #transport(): Transport | Promise<Transport> {
     const keepAliveMs = this.#keepAliveMs;
     if (keepAliveMs === undefined) return connectionPerRequest;
-    this.#keptAlive ??= import('./undici-transport.js').then((m) => m.keptAliveConnections({ keepAliveMs, connectTimeoutMs: this.#timeoutMs }));
+    if (this.#keptAlive === undefined) {
+      const loading = import('./undici-transport.js').then((m) => m.keptAliveConnections({ keepAliveMs, connectTimeoutMs: this.#timeoutMs }));
+      // A failed load is not kept: the next request tries again.
+      loading.catch(() => {
+        if (this.#keptAlive === loading) this.#keptAlive = undefined;
+      });
+      this.#keptAlive = loading;
+    }
     return this.#keptAlive;
   }
 }

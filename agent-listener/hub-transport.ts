@@ -15,7 +15,7 @@ export interface Exchange {
   url: string;
   headers: Record<string, string>;
   body?: string | Uint8Array;
-  /** For the library's own timers; `signal` carries the exact deadline. */
+  /** For undici's own timers (node:http has none to set); `signal` carries the exact deadline. */
   timeoutMs: number;
   signal: AbortSignal;
 }
@@ -31,6 +31,8 @@ export interface Transport {
   close(): Promise<void>;
 }
 
+const UTF8 = new TextDecoder();
+
 /** One request on a connection of its own; nothing stays open between requests. */
 export const connectionPerRequest: Transport = {
   async send(x) {
@@ -44,7 +46,8 @@ export const connectionPerRequest: Transport = {
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
         // A reply cut short ends in 'error' ("aborted"), never in 'end'.
         res.on('error', reject);
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        // Decoded as undici's `text()` does (a leading BOM dropped), so both transports read alike.
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: UTF8.decode(Buffer.concat(chunks)) }));
       });
       req.on('error', reject);
       req.end(x.body);

@@ -150,6 +150,12 @@ test('without keep-alive each request has a connection of its own, closed once a
 });
 
 for (const keepAlive of [true, false]) {
+  test(`a reply is decoded alike by both transports: a leading BOM does not hide the hub's error code (keepAlive: ${keepAlive})`, async (t) => {
+    const body = `\uFEFF${JSON.stringify({ error: { code: 'ALREADY_CLAIMED', message: 'taken' } })}`;
+    const bom = await countingServer(t, (res) => res.writeHead(409, { 'content-type': 'application/json' }).end(body));
+    await assert.rejects(client(t, bom.url, 'alice', { keepAlive }).accept('h1'), isCode('ALREADY_CLAIMED'));
+  });
+
   test(`a reply cut short is UNAVAILABLE, even when the part that came is valid JSON (keepAlive: ${keepAlive})`, async (t) => {
     const cut = await countingServer(t, (res) => {
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(VIEW.length + 100) });
