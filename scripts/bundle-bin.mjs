@@ -4,12 +4,12 @@
  * Why: a person or a voice agent waits for every `handoff` process to start. On Node 20 each ES
  * module costs its own resolve and link step, and commander, a CommonJS package, also pulls in
  * the CommonJS translator; zod is some seventy ES modules, loaded by every command that checks
- * input; undici, which every command that talks to a hub loads (`start`, `accept`, `listen`, …),
- * is some hundred CommonJS files, all required by its entry point. A bundle of our modules with
- * those three inside starts measurably sooner than the tsc output (bench/README.md has the
- * numbers); undici lands in a chunk that only those commands import. The other runtime
- * dependencies stay outside: commands import them lazily, only when they need them, and they load
- * from node_modules as their authors ship them. `dist/cli/` (tsc's output) remains what the
+ * input; undici, the listener's HTTP client (`listen`, `demo`, `doctor`; the one-shot commands
+ * use node:http), is some hundred CommonJS files, all required by its entry point. A bundle of
+ * our modules with those three inside starts measurably sooner than the tsc output
+ * (bench/README.md has the numbers); undici lands in a chunk that only those commands load. The
+ * other runtime dependencies stay outside: commands import them lazily, only when they need them,
+ * and they load from node_modules as their authors ship them. `dist/cli/` (tsc's output) remains what the
  * library exports use.
  *
  * Usage: node scripts/bundle-bin.mjs [OUTDIR]   (default dist/bin; tests bundle elsewhere)

@@ -127,6 +127,17 @@ test('the bundled bin, built from these sources, answers as the sources do, load
     assert.ok(!(await staticImports(file)).has(undiciChunk), `${what} does not load the undici chunk`);
   }
   assert.ok((await staticImports(chunkOf('doctor-impl-'))).has(undiciChunk), '`doctor` does load it (the check sees imports)');
+  // Nor does `start` (nor `poll`, `accept`, …: one chunk) load the packages of the listener's
+  // webhook server and watcher, or the spool's lock, which only local mode needs.
+  const packagesLoadedBy = async (file: string): Promise<Set<string>> => {
+    const files = [file, ...[...(await staticImports(file))].map((name) => path.join(out, 'chunks', name))];
+    const packages = new Set<string>();
+    for (const f of files) for (const m of (await readFile(f, 'utf8')).matchAll(/^import .* from "([a-z@][^":]*)";$/gm)) packages.add(m[1] as string);
+    return packages;
+  };
+  const heavyForStart = ['hono', 'chokidar', 'proper-lockfile', 'pino', '@hono/node-server'];
+  assert.deepEqual([...(await packagesLoadedBy(chunkOf('lifecycle-impl-')))].filter((p) => heavyForStart.includes(p)), [], '`start` loads none of them');
+  assert.ok((await packagesLoadedBy(chunkOf('listen-impl-'))).has('chokidar'), '`listen` does load chokidar (the check sees packages)');
 
   // The bundled commands against a real hub (HOME: no configuration file of the machine's user):
   // start as bob, poll as alice (node:http), then `listen` as alice (undici, loaded when it first

@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as z from 'zod';
-import { HubClient } from '../../agent-listener/index.js';
+// The hub client alone, not agent-listener/index.js: that would also load the listener's webhook
+// server (hono) and watcher (chokidar), which no command here needs (tests/architecture.test.ts).
+import { HubClient } from '../../agent-listener/hub-client.js';
 import {
   buildPayload,
   E164_RE,
@@ -17,7 +19,7 @@ import {
   type JsonValue,
   type TranscriptEntry,
 } from '../../protocol/index.js';
-import { openSpool, type HandoffRecord, type HandoffState, type Spool } from '../../spool/index.js';
+import type { HandoffRecord, HandoffState, Spool } from '../../spool/index.js';
 import { readSecret, required, resolveConfig, stateDirOf, type ResolvedConfig } from '../config.js';
 import { RawJson } from '../output.js';
 
@@ -37,7 +39,11 @@ async function openTarget(cfg: ResolvedConfig, readOnly: boolean): Promise<Targe
     // One command, one or two requests: no pool of connections to keep, and no undici to load.
     return { mode: 'hub', client: new HubClient({ url: cfg.config.hubUrl, token, keepAlive: false }) };
   }
-  if (cfg.config.spool) return { mode: 'local', spool: await openSpool({ root: path.resolve(cfg.config.spool), readOnly }) };
+  if (cfg.config.spool) {
+    // Loaded only here: a command in hub mode never needs the spool (or proper-lockfile).
+    const { openSpool } = await import('../../spool/index.js');
+    return { mode: 'local', spool: await openSpool({ root: path.resolve(cfg.config.spool), readOnly }) };
+  }
   throw new HandoffError('CONFIG', 'say where the handoffs are: --hub URL (hub mode) or --spool DIR (local mode)');
 }
 
