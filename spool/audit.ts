@@ -176,14 +176,10 @@ export class AuditLog {
       // No batch may be waiting for the lock while it is held here: the lines `fn` waits for would
       // queue behind that batch, which would wait for `fn`. So batches pause around the handover.
       await this.#pause();
-      let release: ReleaseLock | undefined;
+      let release: ReleaseLock;
       try {
         release = await acquireLock(this.#lockPath);
-        this.#tail = await this.#readTail();
         this.#held = release;
-      } catch (err) {
-        await release?.();
-        throw err;
       } finally {
         this.#resume();
       }

@@ -613,30 +613,16 @@ describe('spool: foreign files in handoff/', () => {
     });
   }
 
-  test('a put that cannot take the audit lock leaves no tmp file behind', async (t) => {
+  test('a put that cannot take the audit lock leaves no tmp file behind (waits out the lock, about 14 s)', async (t) => {
     const h = await harness(t);
-    const real = createRealFsOps();
-    let failTail = false;
-    const writer = await openSpool({
-      root: h.root,
-      clock: () => h.clock.now,
-      recoveryGraceMs: 0,
-      fs: {
-        ...real,
-        // Reading the audit chain's tail, right after the lock is taken, fails.
-        readdir: async (dir) => {
-          if (failTail && dir === path.join(h.root, 'events')) throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
-          return real.readdir(dir);
-        },
-      },
-    });
-    t.after(() => writer.close());
-    failTail = true;
-    await assert.rejects(writer.put(makePayload({ id: 'no-tail', nowMs: T0 }).text), { code: 'IO' });
+    const writer = await h.reopen();
+    const holder = await acquireLock(path.join(h.root, 'events', '.audit.lock'));
+    t.after(() => holder());
+    await assert.rejects(writer.put(makePayload({ id: 'no-lock', nowMs: T0 }).text), { code: 'IO' });
     assert.deepEqual(tmpFiles(h.root), [], 'the written tmp file was removed');
-    assert.deepEqual(placesOf(h.root, 'no-tail'), [], 'and nothing was linked');
-    failTail = false;
-    assert.equal((await writer.put(makePayload({ id: 'no-tail', nowMs: T0 }).text)).created, true, 'the lock was let go: a retry goes through');
+    assert.deepEqual(placesOf(h.root, 'no-lock'), [], 'and nothing was linked');
+    await holder();
+    assert.equal((await writer.put(makePayload({ id: 'no-lock', nowMs: T0 }).text)).created, true, 'once the lock is free, a retry goes through');
   });
 
   test('a put that takes the audit lock while a line of its own process waits for it: both are written, in order', async (t) => {
