@@ -396,6 +396,8 @@ export class Spool implements SpoolApi {
   readonly #owner: TmpOwner;
   readonly #audit: AuditLog;
   readonly #idLock = new KeyedMutex();
+  /** Reads being recorded (`auditRead`), which `close` waits for. */
+  readonly #reads = new Set<Promise<void>>();
   readonly #listeners = new Set<(event: TransitionEvent) => void>();
   readonly #paths: { tmp: string; handoff: string; claimed: string; archive: string; rejected: string; events: string; invalid: string; conflict: string };
 
@@ -732,7 +734,8 @@ export class Spool implements SpoolApi {
   async auditRead(id: string, by: string): Promise<void> {
     this.#assertWritable();
     assertSafeId(id);
-    const record = async (): Promise<void> => {
+    // Fixes the line's place in the chain; the caller then waits for it outside any lock.
+    const place = async (): Promise<{ written: Promise<void> }> => {
       const item = this.#pending.get(id);
       let facts: { from: string; to: string; state: HandoffState };
       if (item) {
@@ -742,17 +745,26 @@ export class Spool implements SpoolApi {
         if (!found) throw new HandoffError('NOT_FOUND', 'no such handoff');
         facts = { from: found.file.payload.from_agent, to: found.file.payload.to_agent, state: found.state };
       }
-      await this.#audit.append({ event: 'read', id, from_agent: facts.from, to_agent: facts.to, state: facts.state, by });
+      return { written: this.#audit.append({ event: 'read', id, from_agent: facts.from, to_agent: facts.to, state: facts.state, by }) };
     };
     // Shared, a reader can see this instance's own put on disk (a watcher fires on the link) before
-    // the put has queued its line: the read waits for the id's lock, which the put holds until its
-    // line is written. An exclusive spool shows a put to readers (its index, the transition event)
-    // in the same tick as it queues the put's line, so the read's line follows without waiting.
-    return this.#guard('auditRead', () => (this.#indexIsTruth() ? record() : this.#idLock.run(id, record)));
+    // the put has queued its line: the read takes its place under the id's lock, which the put
+    // holds until its line is written, and a claim that follows is not held up by the read's
+    // fsync. An exclusive spool shows a put to readers (its index, the transition event) in the
+    // same tick as it queues the put's line, so the read's line follows without the lock.
+    const reading = this.#guard('auditRead', async () => {
+      const { written } = this.#indexIsTruth() ? await place() : await this.#idLock.run(id, place);
+      await written;
+    });
+    // Callers often do not wait (a poll's read is recorded in the background): close waits.
+    this.#reads.add(reading);
+    void reading.catch(() => undefined).finally(() => this.#reads.delete(reading));
+    return reading;
   }
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#reads]);
       await this.#audit.close();
       if (this.#ownerKey !== undefined) await releaseOwner(this.root, this.#ownerKey);
       LIVE_INSTANCES.delete(this.#owner.instance);
@@ -1507,8 +1519,11 @@ export class Spool implements SpoolApi {
         await this.#fs.unlink(dest);
       } catch (err) {
         if (errnoCode(err) !== 'ENOENT') throw err;
-        // Ours was claimed (or rejected) already by another process, whose line waits for the
-        // audit lock this put holds: it was created, and its line goes first.
+        // Another process moved ours on. What moved on with other bytes is an earlier copy, and
+        // ours was set aside as a conflict: answered as the check above would have. With these
+        // bytes it is ours, claimed (or rejected) at once; the other process's line waits for
+        // the audit lock this put holds: it was created, and its line goes first.
+        if (movedOn.file.payloadText !== payloadText) return this.#existingPut(movedOn, payloadText);
         this.#remember([this.#putMove(payload)]);
         await this.#commitRemembered(id);
         return { record: await this.#recordOf(movedOn), created: true };

@@ -575,12 +575,14 @@ describe('spool: foreign files in handoff/', () => {
     assert.equal(placesOf(h.root, p.id).length, 1, `one place: ${JSON.stringify(placesOf(h.root, p.id))}`);
   });
 
-  const SEEN_AT_ONCE: Array<{ who: string; see: (self: Spool, other: Spool, id: string) => Promise<unknown>; lines: string[] }> = [
-    { who: 'another process reads, then claims', see: (_, other, id) => other.auditRead(id, 'alice').then(() => other.claim(id, 'alice')), lines: ['put', 'read by alice', 'claim by alice'] },
-    { who: 'another process claims', see: (_, other, id) => other.claim(id, 'alice'), lines: ['put', 'claim by alice'] },
-    { who: "the writer's own instance reads", see: (self, _, id) => self.auditRead(id, 'alice'), lines: ['put', 'read by alice'] },
+  // `state`: what the put answers; 'claimed' when the other process's claim (its rename) is done
+  // before the put has written its line, which the hook waits for.
+  const SEEN_AT_ONCE: Array<{ who: string; see: (self: Spool, other: Spool, id: string) => Promise<unknown>; lines: string[]; state: HandoffState }> = [
+    { who: 'another process reads, then claims', see: (_, other, id) => other.auditRead(id, 'alice').then(() => other.claim(id, 'alice')), lines: ['put', 'read by alice', 'claim by alice'], state: 'pending' },
+    { who: 'another process claims', see: (_, other, id) => other.claim(id, 'alice'), lines: ['put', 'claim by alice'], state: 'claimed' },
+    { who: "the writer's own instance reads", see: (self, _, id) => self.auditRead(id, 'alice'), lines: ['put', 'read by alice'], state: 'pending' },
   ];
-  for (const { who, see, lines } of SEEN_AT_ONCE) {
+  for (const { who, see, lines, state } of SEEN_AT_ONCE) {
     test(`a handoff seen the moment it is linked is audited after its put (${who})`, async (t) => {
       const h = await harness(t);
       const p = makePayload({ id: 'seen-at-once', nowMs: T0 });
@@ -601,17 +603,98 @@ describe('spool: foreign files in handoff/', () => {
             // it does would be written in this pause, before the put's.
             seen = see(writer, other, p.id);
             await new Promise((resolve) => setTimeout(resolve, 100));
+            const claimed = path.join(h.root, 'claimed', `${p.id}.json`);
+            for (let i = 0; state === 'claimed' && !existsSync(claimed) && i < 200; i++) await new Promise((resolve) => setTimeout(resolve, 10));
           },
         },
       });
       t.after(() => writer?.close());
-      assert.equal((await writer.put(p.text)).created, true);
+      const put = await writer.put(p.text);
+      assert.deepEqual([put.created, put.record.state], [true, state]);
       await seen;
       const audited = auditEvents(h.root).filter((e) => e.id === p.id);
       assert.deepEqual(audited.map((e) => (e.by === undefined ? e.event : `${e.event} by ${e.by}`)), lines);
       assert.equal((await verifyAudit(path.join(h.root, 'events'))).ok, true, 'the chain stays linear');
     });
   }
+
+  test('a put whose copy is taken away after the link while another with other bytes moved on: CONFLICT, and no put line', async (t) => {
+    const h = await harness(t);
+    const mine = makePayload({ id: 'moved-on', nowMs: T0 });
+    const theirs = makePayload({ id: 'moved-on', nowMs: T0, reason: 'different' });
+    const other = await h.reopen();
+    const real = createRealFsOps();
+    const dest = path.join(h.root, 'handoff', `${mine.id}.json`);
+    const writer = await openSpool({
+      root: h.root,
+      clock: () => h.clock.now,
+      recoveryGraceMs: 0,
+      fs: {
+        ...real,
+        // After the put found the id nowhere, before it links: another process puts other bytes
+        // under the id and claims them.
+        createExclusive: async (file, mode) => {
+          if (path.basename(path.dirname(file)) === 'tmp' && !existsSync(path.join(h.root, 'claimed', `${mine.id}.json`))) {
+            await other.put(theirs.text);
+            await other.claim(theirs.id, 'alice');
+          }
+          return real.createExclusive(file, mode);
+        },
+        // Right after the link, ours is taken away (as another process setting it aside would).
+        link: async (from, to) => {
+          await real.link(from, to);
+          if (to === dest) await real.unlink(dest);
+        },
+      },
+    });
+    t.after(() => writer.close());
+    await assert.rejects(writer.put(mine.text), { code: 'CONFLICT' });
+    const audited = auditEvents(h.root).filter((e) => e.id === mine.id).map((e) => e.event);
+    assert.deepEqual(audited, ['put', 'claim'], "only the other process's put and claim");
+  });
+
+  test("a read being recorded does not hold up the claim that follows it (only its line's place is taken under the id's lock)", async (t) => {
+    const h = await harness(t);
+    const p = makePayload({ id: 'read-then-claim', nowMs: T0 });
+    const real = createRealFsOps();
+    let slowAudit = false;
+    const spool = await openSpool({
+      root: h.root,
+      clock: () => h.clock.now,
+      recoveryGraceMs: 0,
+      fs: {
+        ...real,
+        // The audit log's disk is slow for a moment: the read's line takes 300 ms to be durable.
+        fsync: async (fd) => {
+          if (slowAudit) await new Promise((resolve) => setTimeout(resolve, 300));
+          return real.fsync(fd);
+        },
+      },
+    });
+    t.after(() => spool.close());
+    await spool.put(p.text);
+    slowAudit = true;
+    let readDone = false;
+    const read = spool.auditRead(p.id, 'alice').then(() => (readDone = true));
+    const claim = spool.claim(p.id, 'alice');
+    const claimed = path.join(h.root, 'claimed', `${p.id}.json`);
+    while (!existsSync(claimed)) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(readDone, false, "the claim's rename came while the read's line was still being written");
+    await Promise.all([read, claim]);
+    assert.deepEqual(auditEvents(h.root).filter((e) => e.id === p.id).map((e) => e.event), ['put', 'read', 'claim']);
+  });
+
+  test('close waits for reads still being recorded', async (t) => {
+    const h = await harness(t);
+    const p = makePayload({ id: 'read-at-close', nowMs: T0 });
+    const spool = await h.reopen();
+    await spool.put(p.text);
+    // Not awaited, as a poll's read in the hub or LocalSource's is not.
+    const read = spool.auditRead(p.id, 'alice');
+    await spool.close();
+    assert.deepEqual(auditEvents(h.root).filter((e) => e.id === p.id).map((e) => e.event), ['put', 'read']);
+    await read;
+  });
 
   test('a put that cannot take the audit lock leaves no tmp file behind (waits out the lock, about 14 s)', async (t) => {
     const h = await harness(t);
