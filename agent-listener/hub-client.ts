@@ -264,7 +264,8 @@ export class HubClient {
   async close(): Promise<void> {
     const transport = this.#keptAlive;
     this.#keptAlive = undefined;
-    if (transport !== undefined) await (await transport).close();
+    // A load that failed left nothing open (its error went to the request that started it).
+    if (transport !== undefined) await (await transport.catch(() => undefined))?.close();
   }
 
   async #send(method: string, path: string, options: { body?: string | Uint8Array; waitMs?: number; signal?: AbortSignal }): Promise<Reply> {
