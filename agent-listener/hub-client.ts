@@ -7,9 +7,9 @@
  *
  * Every request has explicit timeouts: `timeoutMs` for ordinary calls, and the long-poll's `wait`
  * plus `timeoutMs` for polls and waiting gets, so a healthy but idle hub is never mistaken for a
- * dead one. Failures come back as `HandoffError`: the hub's error body `{"error":{"code","message"}}`
- * keeps its code; an unreachable hub, a broken connection or a reply cut short is UNAVAILABLE; a
- * timeout is TIMEOUT.
+ * dead one. Failures come back as `HandoffError`: the hub's error body
+ * `{"error":{"code","message"}}` keeps its code; an unreachable hub, a broken connection or a reply
+ * cut short is UNAVAILABLE; a timeout is TIMEOUT.
  *
  * Payloads travel as text: `start` sends the payload bytes unchanged and `poll` returns each
  * payload exactly as the hub stored it (cut out of the reply, never re-serialised), so the

@@ -9,8 +9,8 @@
  * our modules with those three inside starts measurably sooner than the tsc output
  * (bench/README.md has the numbers); undici lands in a chunk that only those commands load. The
  * other runtime dependencies stay outside: commands import them lazily, only when they need them,
- * and they load from node_modules as their authors ship them. `dist/cli/` (tsc's output) remains what the
- * library exports use.
+ * and they load from node_modules as their authors ship them. `dist/cli/` (tsc's output) remains
+ * what the library exports use.
  *
  * Usage: node scripts/bundle-bin.mjs [OUTDIR]   (default dist/bin; tests bundle elsewhere)
  */
