@@ -664,9 +664,9 @@ describe('spool: foreign files in handoff/', () => {
       recoveryGraceMs: 0,
       fs: {
         ...real,
-        // The audit log's disk is slow for a moment: the read's line takes 300 ms to be durable.
+        // The audit log's disk is slow for a moment: the read's line takes a second to be durable.
         fsync: async (fd) => {
-          if (slowAudit) await new Promise((resolve) => setTimeout(resolve, 300));
+          if (slowAudit) await new Promise((resolve) => setTimeout(resolve, 1000));
           return real.fsync(fd);
         },
       },
@@ -678,7 +678,8 @@ describe('spool: foreign files in handoff/', () => {
     const read = spool.auditRead(p.id, 'alice').then(() => (readDone = true));
     const claim = spool.claim(p.id, 'alice');
     const claimed = path.join(h.root, 'claimed', `${p.id}.json`);
-    while (!existsSync(claimed)) await new Promise((resolve) => setTimeout(resolve, 5));
+    for (let i = 0; !existsSync(claimed) && i < 400; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.ok(existsSync(claimed), 'the claim renamed the file');
     assert.equal(readDone, false, "the claim's rename came while the read's line was still being written");
     await Promise.all([read, claim]);
     assert.deepEqual(auditEvents(h.root).filter((e) => e.id === p.id).map((e) => e.event), ['put', 'read', 'claim']);
