@@ -590,10 +590,7 @@ describe('spool: foreign files in handoff/', () => {
       const real = createRealFsOps();
       let seen: Promise<unknown> | undefined;
       let writer: Spool | undefined;
-      writer = await openSpool({
-        root: h.root,
-        clock: () => h.clock.now,
-        recoveryGraceMs: 0,
+      writer = await h.reopen({
         fs: {
           ...real,
           link: async (from, to) => {
@@ -608,7 +605,6 @@ describe('spool: foreign files in handoff/', () => {
           },
         },
       });
-      t.after(() => writer?.close());
       const put = await writer.put(p.text);
       assert.deepEqual([put.created, put.record.state], [true, state]);
       await seen;
@@ -625,10 +621,7 @@ describe('spool: foreign files in handoff/', () => {
     const other = await h.reopen();
     const real = createRealFsOps();
     const dest = path.join(h.root, 'handoff', `${mine.id}.json`);
-    const writer = await openSpool({
-      root: h.root,
-      clock: () => h.clock.now,
-      recoveryGraceMs: 0,
+    const writer = await h.reopen({
       fs: {
         ...real,
         // After the put found the id nowhere, before it links: another process puts other bytes
@@ -647,7 +640,6 @@ describe('spool: foreign files in handoff/', () => {
         },
       },
     });
-    t.after(() => writer.close());
     await assert.rejects(writer.put(mine.text), { code: 'CONFLICT' });
     const audited = auditEvents(h.root).filter((e) => e.id === mine.id).map((e) => e.event);
     assert.deepEqual(audited, ['put', 'claim'], "only the other process's put and claim");
@@ -658,10 +650,7 @@ describe('spool: foreign files in handoff/', () => {
     const p = makePayload({ id: 'read-then-claim', nowMs: T0 });
     const real = createRealFsOps();
     let slowAudit = false;
-    const spool = await openSpool({
-      root: h.root,
-      clock: () => h.clock.now,
-      recoveryGraceMs: 0,
+    const spool = await h.reopen({
       fs: {
         ...real,
         // The audit log's disk is slow for a moment: the read's line takes a second to be durable.
@@ -671,7 +660,6 @@ describe('spool: foreign files in handoff/', () => {
         },
       },
     });
-    t.after(() => spool.close());
     await spool.put(p.text);
     slowAudit = true;
     let readDone = false;
