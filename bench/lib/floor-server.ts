@@ -2,24 +2,60 @@
  * The HTTP floor's server: the hub's own stack (hono on @hono/node-server) answering the four
  * requests of a lifecycle with replies of the hub's sizes, and doing nothing else: no auth, no
  * validation, no spool, no log. Prints its URL, like the hub, and serves until killed.
+ *
+ * With `--storage DIR` it also makes the durable steps of the hub's spool in its handlers
+ * (bench/lib/floor-storage.ts, in DIR): the HTTP + storage floor. The client names the id and
+ * the target in the query, so that nothing is parsed, and the poll answers with the bytes the
+ * start stored, kept in memory, as the hub's pending index does.
  */
+import { parseArgs } from 'node:util';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
+import { openFloorStorage } from './floor-storage.js';
+
+const { values } = parseArgs({ options: { storage: { type: 'string' } }, strict: true });
+const storage = values.storage === undefined ? undefined : await openFloorStorage(values.storage, { audit: true });
+/** Per target: the payloads stored and not yet polled, oldest first. */
+const pending = new Map<string, string[]>();
 
 const POLL_REPLY = `{"handoffs":[${JSON.stringify({ text: 'x'.repeat(1300) })}]}`;
+const JSON_TYPE = { 'content-type': 'application/json; charset=utf-8' };
+
+/** The query parameter `name`, which the storage floor's client always sends. */
+function required(value: string | undefined, name: string): string {
+  if (value === undefined) throw new Error(`floor server: no ${name} in the query`);
+  return value;
+}
 
 const app = new Hono();
 app.post('/api/v1/handoffs/start', async (c) => {
-  await c.req.arrayBuffer();
-  return c.json({ status: 'pending', handoff_id: 'floor', expires_at: '2026-01-01T00:00:00Z' }, 201);
+  const body = await c.req.arrayBuffer();
+  const id = storage ? required(c.req.query('id'), 'id') : 'floor';
+  if (storage) {
+    const to = required(c.req.query('to'), 'to');
+    const text = Buffer.from(body);
+    await storage.put(id, text);
+    const queue = pending.get(to) ?? [];
+    queue.push(text.toString('utf8'));
+    pending.set(to, queue);
+  }
+  return c.json({ status: 'pending', handoff_id: id, expires_at: '2026-01-01T00:00:00Z' }, 201);
 });
-app.get('/api/v1/handoffs/poll', (c) => c.body(POLL_REPLY, 200, { 'content-type': 'application/json; charset=utf-8' }));
+app.get('/api/v1/handoffs/poll', (c) => {
+  if (!storage) return c.body(POLL_REPLY, 200, JSON_TYPE);
+  const payload = pending.get(required(c.req.query('agent'), 'agent'))?.shift();
+  if (payload === undefined) return c.body(null, 204);
+  storage.delivered();
+  return c.body(`{"handoffs":[${payload}]}`, 200, JSON_TYPE);
+});
 app.post('/api/v1/handoffs/:id/accept', async (c) => {
   await c.req.arrayBuffer();
+  if (storage) await storage.claim(c.req.param('id'));
   return c.json({ handoff_id: c.req.param('id'), status: 'claimed', claim_token: 't'.repeat(43), lease_until: '2026-01-01T00:15:00.000Z' });
 });
 app.post('/api/v1/handoffs/:id/complete', async (c) => {
   await c.req.arrayBuffer();
+  if (storage) await storage.complete(c.req.param('id'));
   return c.json({ handoff_id: c.req.param('id'), status: 'archived', outcome: 'connected', completed_at: '2026-01-01T00:00:01.000Z' });
 });
 

@@ -4,6 +4,10 @@
  * work at all (bench/lib/floor-server.ts), with clients like the relay's (one keep-alive undici
  * Agent per agent). No relay can go faster than this on the same machine, whatever its storage;
  * the relay's lifecycle rate is reported as a share of it.
+ *
+ * With `storage`, the server also makes the spool's durable steps in its handlers (the storage
+ * floor's, bench/lib/floor-storage.ts): the HTTP + storage floor, what a relay with the spool's
+ * durability and no other work at all would do through HTTP on this machine.
  */
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
@@ -11,7 +15,7 @@ import { Agent, request } from 'undici';
 import { firstLine, REPO_ROOT } from '../lib/hub-process.js';
 import { runLanes } from '../lib/lanes.js';
 import { cpuWindow } from '../lib/proc.js';
-import { signedPayload } from '../lib/fixtures.js';
+import { benchDir, signedPayload } from '../lib/fixtures.js';
 
 export interface HttpFloorResult {
   pairs: number;
@@ -24,8 +28,9 @@ export interface HttpFloorResult {
   stealPct: number;
 }
 
-export async function measureHttpFloor(pairs: number, seconds: number): Promise<HttpFloorResult> {
-  const server = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'bench', 'lib', 'floor-server.ts')], {
+export async function measureHttpFloor(pairs: number, seconds: number, options: { storage: boolean }): Promise<HttpFloorResult> {
+  const args = options.storage ? ['--storage', await benchDir('http-storage')] : [];
+  const server = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'bench', 'lib', 'floor-server.ts'), ...args], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -37,7 +42,7 @@ export async function measureHttpFloor(pairs: number, seconds: number): Promise<
     const url = m[1] as string;
     const body = signedPayload('i0', 't0').text;
     const complete = JSON.stringify({ claim_token: 't'.repeat(43), outcome: 'connected' });
-    const clients = Array.from({ length: pairs }, () => ({ initiator: new Agent(), target: new Agent() }));
+    const clients = Array.from({ length: pairs }, (_, k) => ({ target: `t${k}`, done: 0, initiator: new Agent(), targetAgent: new Agent() }));
     const send = async (agent: Agent, method: 'GET' | 'POST', route: string, text?: string): Promise<void> => {
       const res = await request(`${url}${route}`, {
         method,
@@ -46,18 +51,20 @@ export async function measureHttpFloor(pairs: number, seconds: number): Promise<
         headers: { authorization: 'Bearer floor', ...(text === undefined ? {} : { 'content-type': 'application/json' }) },
       });
       await res.body.text();
-      if (res.statusCode >= 300) throw new Error(`bench: floor server answered ${res.statusCode}`);
+      if (res.statusCode !== 200 && res.statusCode !== 201) throw new Error(`bench: floor server answered ${res.statusCode}`);
     };
+    // Ids and targets go in the query, which only the storage floor's server reads.
     const one = async (c: (typeof clients)[number]): Promise<void> => {
-      await send(c.initiator, 'POST', '/api/v1/handoffs/start', body);
-      await send(c.target, 'GET', '/api/v1/handoffs/poll?agent=t0&wait=5');
-      await send(c.target, 'POST', '/api/v1/handoffs/floor/accept');
-      await send(c.target, 'POST', '/api/v1/handoffs/floor/complete', complete);
+      const id = `${c.target}-${c.done++}`;
+      await send(c.initiator, 'POST', `/api/v1/handoffs/start?id=${id}&to=${c.target}`, body);
+      await send(c.targetAgent, 'GET', `/api/v1/handoffs/poll?agent=${c.target}&wait=5`);
+      await send(c.targetAgent, 'POST', `/api/v1/handoffs/${id}/accept`);
+      await send(c.targetAgent, 'POST', `/api/v1/handoffs/${id}/complete`, complete);
     };
     // Warm up connections and code before the clock starts, as the lifecycle scenario does.
     for (let i = 0; i < 50; i++) await Promise.all(clients.map(one));
     const run = await runLanes(clients, one, seconds, () => cpuWindow(server.pid as number));
-    await Promise.all(clients.flatMap((c) => [c.initiator.close(), c.target.close()]));
+    await Promise.all(clients.flatMap((c) => [c.initiator.close(), c.targetAgent.close()]));
     return { pairs, perSec: run.perSec, serverCpuPct: run.serverCpuPct, serverMainMs: run.serverMainMs, clientCpuPct: run.clientCpuPct, stealPct: run.stealPct };
   } finally {
     if (server.exitCode === null) server.kill('SIGTERM');
