@@ -4,24 +4,25 @@
  * validation, no spool, no log. Prints its URL, like the hub, and serves until killed.
  *
  * With `--storage DIR` it also makes the durable steps of the hub's spool in its handlers
- * (bench/lib/floor-storage.ts, in DIR): the HTTP + storage floor. The client names the id and
- * the target in the query, so that nothing is parsed, and the poll answers with the bytes the
- * start stored, kept in memory, as the hub's pending index does.
+ * (bench/lib/floor-storage.ts, in DIR), with the audit lines unless `--no-audit`: the HTTP +
+ * storage floor. Its client names the id and the target in the query, so that nothing is parsed,
+ * and the poll answers with the bytes the start stored, kept in memory per target as the hub's
+ * pending index keeps them. `GET /stats` then answers the fsyncs made so far.
  */
 import { parseArgs } from 'node:util';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { openFloorStorage } from './floor-storage.js';
 
-const { values } = parseArgs({ options: { storage: { type: 'string' } }, strict: true });
-const storage = values.storage === undefined ? undefined : await openFloorStorage(values.storage, { audit: true });
+const { values } = parseArgs({ options: { storage: { type: 'string' }, 'no-audit': { type: 'boolean', default: false } }, strict: true });
+const storage = values.storage === undefined ? undefined : await openFloorStorage(values.storage, { audit: !values['no-audit'] });
 /** Per target: the payloads stored and not yet polled, oldest first. */
 const pending = new Map<string, string[]>();
 
 const POLL_REPLY = `{"handoffs":[${JSON.stringify({ text: 'x'.repeat(1300) })}]}`;
 const JSON_TYPE = { 'content-type': 'application/json; charset=utf-8' };
 
-/** The query parameter `name`, which the storage floor's client always sends. */
+/** The query parameter `name`, which the HTTP + storage floor's client always sends. */
 function required(value: string | undefined, name: string): string {
   if (value === undefined) throw new Error(`floor server: no ${name} in the query`);
   return value;
@@ -29,18 +30,19 @@ function required(value: string | undefined, name: string): string {
 
 const app = new Hono();
 app.post('/api/v1/handoffs/start', async (c) => {
-  const body = await c.req.arrayBuffer();
-  const id = storage ? required(c.req.query('id'), 'id') : 'floor';
+  const body = Buffer.from(await c.req.arrayBuffer());
+  let id = 'floor';
   if (storage) {
+    id = required(c.req.query('id'), 'id');
     const to = required(c.req.query('to'), 'to');
-    const text = Buffer.from(body);
-    await storage.put(id, text);
+    await storage.put(id, body);
     const queue = pending.get(to) ?? [];
-    queue.push(text.toString('utf8'));
+    queue.push(body.toString('utf8'));
     pending.set(to, queue);
   }
   return c.json({ status: 'pending', handoff_id: id, expires_at: '2026-01-01T00:00:00Z' }, 201);
 });
+app.get('/stats', (c) => c.json({ fsyncs: storage?.fsyncs() ?? 0 }));
 app.get('/api/v1/handoffs/poll', (c) => {
   if (!storage) return c.body(POLL_REPLY, 200, JSON_TYPE);
   const payload = pending.get(required(c.req.query('agent'), 'agent'))?.shift();

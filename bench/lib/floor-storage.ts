@@ -30,7 +30,10 @@ const LINE = Buffer.from(`${'x'.repeat(240)}\n`);
 export interface FloorStorage {
   /** Stores `data` as the pending file of `id`. */
   put(id: string, data: Uint8Array): Promise<void>;
-  /** The delivery's audit line, in the background; a failure is thrown by `drain()`. */
+  /**
+   * The delivery's audit line, in the background; a failure is thrown by `drain()` and by every
+   * step after it, so that a run whose background lines fail cannot go on unnoticed.
+   */
   delivered(): void;
   claim(id: string): Promise<void>;
   complete(id: string): Promise<void>;
@@ -146,13 +149,13 @@ export async function openFloorStorage(root: string, options: { audit: boolean }
     await dirSyncer.sync(path.dirname(to));
   };
   const line = (): Promise<void> => (options.audit ? log.append() : Promise.resolve());
-  const drain = async (): Promise<void> => {
-    await log.drain();
+  const failedBefore = (): void => {
     if (logFailure) throw logFailure.err;
   };
 
   return {
     async put(id, data) {
+      failedBefore();
       const tmp = await writeTmp(data);
       await fs.link(tmp, path.join(dirs.handoff, `${id}.json`));
       await fs.unlink(tmp);
@@ -163,17 +166,23 @@ export async function openFloorStorage(root: string, options: { audit: boolean }
       line().catch((err: unknown) => (logFailure ??= { err }));
     },
     async claim(id) {
+      failedBefore();
       await advance(path.join(dirs.handoff, `${id}.json`), path.join(dirs.claimed, `${id}.json`), claimed);
       await line();
     },
     async complete(id) {
+      failedBefore();
       await advance(path.join(dirs.claimed, `${id}.json`), path.join(dirs.archive, bucketOf(id), `${id}.json`), archived);
       await line();
     },
-    drain,
+    async drain() {
+      await log.drain();
+      failedBefore();
+    },
     fsyncs,
     async close() {
-      // After a failure too: no line may be written once the descriptor is closed.
+      // Callers close after a failure too, with lines maybe still queued: none may be written
+      // once the descriptor is closed.
       await log.drain();
       await fs.close(logFd);
     },

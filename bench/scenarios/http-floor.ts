@@ -5,9 +5,10 @@
  * Agent per agent). No relay can go faster than this on the same machine, whatever its storage;
  * the relay's lifecycle rate is reported as a share of it.
  *
- * With `storage`, the server also makes the spool's durable steps in its handlers (the storage
- * floor's, bench/lib/floor-storage.ts): the HTTP + storage floor, what a relay with the spool's
- * durability and no other work at all would do through HTTP on this machine.
+ * With `storage`, the server also makes the spool's durable steps in its handlers (the same
+ * calls as the storage floor, bench/lib/floor-storage.ts), with or without the audit lines: the
+ * HTTP + storage floor, what a relay with the spool's durability and no other work at all would
+ * do through HTTP on this machine.
  */
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
@@ -26,10 +27,12 @@ export interface HttpFloorResult {
   clientCpuPct: number;
   /** The machine's CPU time taken by the hypervisor during the run, % of all vCPU time. */
   stealPct: number;
+  /** With storage: whether the audit lines were written, and the fsyncs the server made per lifecycle. */
+  storage?: { audit: boolean; fsyncsPerLifecycle: number };
 }
 
-export async function measureHttpFloor(pairs: number, seconds: number, options: { storage: boolean }): Promise<HttpFloorResult> {
-  const args = options.storage ? ['--storage', await benchDir('http-storage')] : [];
+export async function measureHttpFloor(pairs: number, seconds: number, options: { storage?: { audit: boolean } }): Promise<HttpFloorResult> {
+  const args = options.storage ? ['--storage', await benchDir('http-storage'), ...(options.storage.audit ? [] : ['--no-audit'])] : [];
   const server = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'bench', 'lib', 'floor-server.ts'), ...args], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -43,17 +46,21 @@ export async function measureHttpFloor(pairs: number, seconds: number, options: 
     const body = signedPayload('i0', 't0').text;
     const complete = JSON.stringify({ claim_token: 't'.repeat(43), outcome: 'connected' });
     const clients = Array.from({ length: pairs }, (_, k) => ({ target: `t${k}`, done: 0, initiator: new Agent(), targetAgent: new Agent() }));
-    const send = async (agent: Agent, method: 'GET' | 'POST', route: string, text?: string): Promise<void> => {
+    const send = async (agent: Agent, method: 'GET' | 'POST', route: string, text?: string): Promise<string> => {
       const res = await request(`${url}${route}`, {
         method,
         dispatcher: agent,
         body: text,
         headers: { authorization: 'Bearer floor', ...(text === undefined ? {} : { 'content-type': 'application/json' }) },
       });
-      await res.body.text();
+      const reply = await res.body.text();
       if (res.statusCode !== 200 && res.statusCode !== 201) throw new Error(`bench: floor server answered ${res.statusCode}`);
+      return reply;
     };
-    // Ids and targets go in the query, which only the storage floor's server reads.
+    // Read outside the lanes' connections, right before and after the timed window.
+    const statsAgent = new Agent();
+    const fsyncs = async (): Promise<number> => (JSON.parse(await send(statsAgent, 'GET', '/stats')) as { fsyncs: number }).fsyncs;
+    // Ids and targets go in the query, which only the HTTP + storage floor's server reads.
     const one = async (c: (typeof clients)[number]): Promise<void> => {
       const id = `${c.target}-${c.done++}`;
       await send(c.initiator, 'POST', `/api/v1/handoffs/start?id=${id}&to=${c.target}`, body);
@@ -63,9 +70,19 @@ export async function measureHttpFloor(pairs: number, seconds: number, options: 
     };
     // Warm up connections and code before the clock starts, as the lifecycle scenario does.
     for (let i = 0; i < 50; i++) await Promise.all(clients.map(one));
+    const fsyncs0 = await fsyncs();
     const run = await runLanes(clients, one, seconds, () => cpuWindow(server.pid as number));
-    await Promise.all(clients.flatMap((c) => [c.initiator.close(), c.targetAgent.close()]));
-    return { pairs, perSec: run.perSec, serverCpuPct: run.serverCpuPct, serverMainMs: run.serverMainMs, clientCpuPct: run.clientCpuPct, stealPct: run.stealPct };
+    const fsyncsPerLifecycle = ((await fsyncs()) - fsyncs0) / run.handoffs;
+    await Promise.all([statsAgent.close(), ...clients.flatMap((c) => [c.initiator.close(), c.targetAgent.close()])]);
+    return {
+      pairs,
+      perSec: run.perSec,
+      serverCpuPct: run.serverCpuPct,
+      serverMainMs: run.serverMainMs,
+      clientCpuPct: run.clientCpuPct,
+      stealPct: run.stealPct,
+      ...(options.storage ? { storage: { audit: options.storage.audit, fsyncsPerLifecycle } } : {}),
+    };
   } finally {
     if (server.exitCode === null) server.kill('SIGTERM');
     await exited;
