@@ -314,7 +314,7 @@ async function main(): Promise<void> {
     // under two minutes, measures only the row beside the target.
     const httpStorageFloor = async (pairs: number): Promise<void> => {
       if (options.quick && pairs !== 8) return;
-      for (const audit of pairs !== 8 ? [true] : options.quick ? [true] : [true, false]) {
+      for (const audit of pairs === 8 && !options.quick ? [true, false] : [true]) {
         log(`HTTP + storage floor (a server that makes the durable steps and nothing else), ${pairs} pair${pairs > 1 ? 's' : ''}${audit ? '' : ', no audit lines'}…`);
         (results.httpStorage ??= []).push(await measureHttpFloor(pairs, options.seconds, { storage: { audit } }));
       }
